@@ -1,0 +1,1 @@
+"""The `stripe-ledger` command line: parse arguments, call a room, print."""

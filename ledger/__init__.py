@@ -1,0 +1,1 @@
+"""The immutable, append-only Stripe event log: settings, engines, schema, appends, reads."""

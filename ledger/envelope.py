@@ -1,0 +1,116 @@
+"""Reading a Stripe event's envelope: just the fields the ledger needs to store and route it.
+
+The envelope (`id`, `type`, `created`, `livemode`, `api_version`, `data.object`'s kind,
+id and customer) has kept its shape across API versions; the business fields inside
+`data.object` have not, and are read only by projections/stripe_fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from ledger.errors import MalformedEvent
+
+# Differs between deliveries of one event, so it must not make a redelivery a conflict.
+# https://docs.stripe.com/api/events/object#event_object-pending_webhooks
+_VOLATILE_FIELDS = ("pending_webhooks",)
+
+
+class Source(StrEnum):
+    WEBHOOK = "webhook"
+    BACKFILL = "backfill"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append: its raw payload plus the columns the ledger indexes."""
+
+    account: str
+    event_id: str
+    type: str
+    object_type: str
+    object_id: str | None
+    customer_id: str | None
+    livemode: bool
+    api_version: str | None
+    created: datetime
+    source: Source
+    content_hash: str
+    payload: str
+
+
+def content_hash(document: Mapping[str, Any]) -> str:
+    """A hash of the event that is equal for every delivery of the same event."""
+    stable = {k: v for k, v in document.items() if k not in _VOLATILE_FIELDS}
+    return hashlib.sha256(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _customer_of(obj: Mapping[str, Any]) -> str | None:
+    if obj.get("object") == "customer":
+        return _str_or_none(obj.get("id"))
+    customer = obj.get("customer")
+    if isinstance(customer, Mapping):  # an expanded customer
+        customer = customer.get("id")
+    return _str_or_none(customer)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_event(raw: bytes | str, *, account: str, source: Source) -> NewEvent:
+    """Turn a raw event body into a NewEvent, or raise MalformedEvent with a one-line reason.
+
+    The payload is kept exactly as received; parsing only reads routing fields.
+    """
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"body is not valid JSON ({exc.msg})") from None
+    if not isinstance(document, dict):
+        raise MalformedEvent("body is not a JSON object")
+    if document.get("object") == "v2.core.event":
+        raise MalformedEvent(
+            "thin (v2) event notifications carry no object; configure the endpoint with "
+            "snapshot payloads (API v1 events)"
+        )
+    event_id = document.get("id")
+    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+        raise MalformedEvent("event has no Stripe event id (evt_...)")
+    event_type = document.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("event has no type")
+    created = document.get("created")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise MalformedEvent("event has no integer `created` time")
+    livemode = document.get("livemode")
+    if not isinstance(livemode, bool):
+        raise MalformedEvent("event has no boolean `livemode`")
+    data = document.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("object"), str):
+        raise MalformedEvent("event has no `data.object` with an `object` type")
+    api_version = document.get("api_version")
+    payload = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    return NewEvent(
+        account=account,
+        event_id=event_id,
+        type=event_type,
+        object_type=obj["object"],
+        # `invoice.upcoming` objects have no id.
+        object_id=_str_or_none(obj.get("id")),
+        customer_id=_customer_of(obj),
+        livemode=livemode,
+        api_version=api_version if isinstance(api_version, str) else None,
+        created=datetime.fromtimestamp(created, UTC),
+        source=source,
+        content_hash=content_hash(document),
+        payload=payload,
+    )

@@ -1,0 +1,1 @@
+"""Everything derived from the ledger: read models and the figures built on them."""

@@ -1,0 +1,1 @@
+"""Backfills from the Stripe API into the ledger."""

@@ -1,0 +1,64 @@
+"""Fixtures shared by the whole suite: every database-backed test runs on each engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.engine import create_engine
+from ledger.event_log import EventLog
+from ledger.migrate import upgrade
+from ledger.settings import Settings
+from tests.support.databases import ENGINES, PostgresRun, TestDatabase, sqlite_database
+from tests.support.signing import SECRET
+
+
+@pytest.fixture(scope="session")
+def postgres_run() -> Iterator[PostgresRun | None]:
+    if "postgresql" not in ENGINES:
+        yield None
+        return
+    run = PostgresRun()
+    run.create()
+    yield run
+    run.drop()
+
+
+@pytest.fixture(params=ENGINES)
+async def database(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_run: PostgresRun | None
+) -> TestDatabase:
+    if request.param == "sqlite":
+        return sqlite_database(tmp_path)
+    assert postgres_run is not None
+    return await postgres_run.new_schema()
+
+
+@pytest.fixture
+async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database.url, schema=database.schema)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def event_log(engine: AsyncEngine) -> EventLog:
+    return EventLog(engine)
+
+
+def make_settings(database: TestDatabase, **overrides: Any) -> Settings:
+    """Settings for a test, ignoring the developer's environment and .env file."""
+    values: dict[str, Any] = {
+        "LEDGER_DATABASE_URL": database.url,
+        "LEDGER_DATABASE_SCHEMA": database.schema,
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "STRIPE_API_KEY": "",
+        "STRIPE_MODE": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
