@@ -1,0 +1,137 @@
+"""`stripe-ledger`: the command line. Parse arguments, call a room, print; nothing more.
+
+Each command opens its own engine in its own event loop (engines are per loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from ledger.accounts import accounts_from_settings
+from ledger.engine import engine_from_settings
+from ledger.errors import LedgerUnavailable
+from ledger.event_log import EventLog, LedgerStats
+from ledger.logs import configure_logging
+from ledger.migrate import upgrade
+from ledger.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The event log itself.")
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:  # pydantic's ValidationError names the variable, not its value
+        errors.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = engine_from_settings(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except (LedgerUnavailable, OSError) as exc:
+        errors.print(f"[red]database unreachable:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Apply pending migrations, then serve the webhook endpoint."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        accounts_from_settings(settings)
+    except ConfigError as exc:
+        errors.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _with_engine(settings, upgrade)
+    uvicorn.run(
+        "webhooks.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,  # our JSON logs; the app logs every delivery itself
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations to LEDGER_DATABASE_URL."""
+    settings = _settings()
+    _with_engine(settings, upgrade)
+    console.print("database is at the newest schema revision")
+
+
+@ledger_app.command("stats")
+def ledger_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Stored events per account, type and source; positions, times and conflicts."""
+    settings = _settings()
+    stats: LedgerStats = _with_engine(settings, lambda engine: EventLog(engine).stats())
+    if as_json:
+        typer.echo(json.dumps(_stats_document(stats), indent=2))
+        return
+    summary = (
+        f"{stats.events} events, positions {stats.first_position}..{stats.last_position}, "
+        f"received {stats.first_received_at} .. {stats.last_received_at}; "
+        f"{stats.conflicts} conflicts kept aside"
+    )
+    console.print(summary)
+    table = Table("account", "type", "source", "events")
+    for row in stats.by_account_type_source:
+        table.add_row(row.account, row.type, row.source, str(row.events))
+    console.print(table)
+
+
+def _stats_document(stats: LedgerStats) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "events": stats.events,
+        "conflicts": stats.conflicts,
+        "first_position": stats.first_position,
+        "last_position": stats.last_position,
+        "first_received_at": iso(stats.first_received_at),
+        "last_received_at": iso(stats.last_received_at),
+        "by_account_type_source": [
+            {"account": r.account, "type": r.type, "source": r.source, "events": r.events}
+            for r in stats.by_account_type_source
+        ],
+        "conflicts_by_account": stats.conflicts_by_account,
+    }
+
+
+def run() -> None:
+    app()

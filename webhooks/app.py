@@ -1,0 +1,158 @@
+"""The ASGI app: `POST /webhooks/stripe[/{account}]`, `GET /healthz`, `GET /readyz`.
+
+A delivery is verified over its raw bytes, parsed only for routing, appended through the
+group committer, and answered 2xx only once its commit is done. Nothing derived is
+computed on this path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ledger.accounts import Account, accounts_from_settings
+from ledger.engine import engine_from_settings, ping
+from ledger.envelope import Source, parse_event
+from ledger.errors import LedgerUnavailable, MalformedEvent
+from ledger.event_log import EventLog, Outcome
+from ledger.group_commit import GroupCommitter
+from ledger.logs import configure_logging, get_logger
+from ledger.migrate import is_current
+from ledger.settings import DEFAULT_ACCOUNT, Settings, load_settings
+from webhooks.body import BadContentLength, BodyTooLarge, read_limited
+from webhooks.verify import BadSignature, verify_signature
+
+log = get_logger("webhooks")
+
+
+@dataclass
+class Runtime:
+    """What the handlers need, built in the lifespan (engines belong to one event loop)."""
+
+    settings: Settings
+    accounts: Mapping[str, Account]
+    engine: AsyncEngine
+    log: EventLog
+    committer: GroupCommitter
+
+
+def _refuse(status: int, reason: str, **fields: object) -> JSONResponse:
+    log.warning("webhook_refused", status=status, reason=reason, **fields)
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def receive_event(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    runtime: Runtime = request.app.state.runtime
+    account_name = request.path_params.get("account", DEFAULT_ACCOUNT)
+    account = runtime.accounts.get(account_name)
+    if account is None:
+        return _refuse(404, f"unknown account {account_name!r}", account=account_name[:64])
+    settings = runtime.settings
+    try:
+        body = await read_limited(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        return _refuse(413, str(exc), account=account.name)
+    except BadContentLength as exc:
+        return _refuse(400, str(exc), account=account.name)
+    try:
+        verify_signature(
+            body,
+            request.headers.get("stripe-signature"),
+            account.webhook_secrets,
+            settings.webhook_tolerance_seconds,
+        )
+        event = parse_event(body, account=account.name, source=Source.WEBHOOK)
+    except (BadSignature, MalformedEvent) as exc:
+        return _refuse(400, str(exc), account=account.name)
+    context = {"account": account.name, "event_id": event.event_id, "type": event.type}
+    if not account.accepts_livemode(event.livemode):
+        mode = "live" if event.livemode else "test"
+        return _refuse(400, f"a {mode}-mode event sent to a {account.mode}-mode account", **context)
+    try:
+        result = await asyncio.wait_for(
+            runtime.committer.append(event), settings.commit_timeout_seconds
+        )
+    except (LedgerUnavailable, TimeoutError) as exc:
+        reason = "ledger unavailable, retry later"
+        log.error("webhook_not_stored", status=503, error=type(exc).__name__, **context)
+        return JSONResponse({"error": reason}, status_code=503)
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    level = log.warning if result.outcome is Outcome.CONFLICT else log.info
+    level(
+        "webhook_stored",
+        outcome=result.outcome.value,
+        position=result.position,
+        latency_ms=latency_ms,
+        **context,
+    )
+    return JSONResponse({"received": True, "outcome": result.outcome.value})
+
+
+async def healthz(_: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await ping(runtime.engine)
+        current = await is_current(runtime.engine)
+    except Exception as exc:  # any failure to reach the database means not ready
+        return JSONResponse(
+            {"status": "unavailable", "reason": f"database unreachable ({type(exc).__name__})"},
+            status_code=503,
+        )
+    if not current:
+        return JSONResponse(
+            {"status": "unavailable", "reason": "migrations pending: run stripe-ledger db upgrade"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    on_commit: Callable[[], None] | None = None,
+) -> Starlette:
+    """The app; settings come from the environment unless given (tests give them)."""
+    settings = settings or load_settings()
+    accounts = accounts_from_settings(settings)  # refuse to start without a usable secret
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = engine_from_settings(settings)
+        event_log = EventLog(engine)
+        committer = GroupCommitter(event_log, max_batch=settings.max_batch, on_commit=on_commit)
+        await committer.start()
+        app.state.runtime = Runtime(settings, accounts, engine, event_log, committer)
+        try:
+            yield
+        finally:
+            await committer.stop()
+            await engine.dispose()
+
+    routes = [
+        Route("/webhooks/stripe", receive_event, methods=["POST"]),
+        Route("/webhooks/stripe/{account}", receive_event, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def create_app_from_environment() -> Starlette:
+    """The uvicorn factory used by `stripe-ledger serve` (one call per worker process)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
