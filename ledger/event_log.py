@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, func, select, text, tuple_
+from sqlalchemy import Row, Select, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -76,7 +76,7 @@ class LedgerStats:
     conflicts_by_account: dict[str, int]
 
 
-def _row_to_event(row: Row[Any]) -> StoredEvent:
+def row_to_event(row: Row[Any]) -> StoredEvent:
     return StoredEvent(
         position=row.position,
         account=row.account,
@@ -190,23 +190,10 @@ class EventLog:
         self, position: int, *, limit: int = 1000, account: str | None = None
     ) -> list[StoredEvent]:
         """Events with a position greater than `position`, in position order."""
-        query = (
-            select(ledger_events)
-            .where(ledger_events.c.position > position)
-            .order_by(ledger_events.c.position)
-            .limit(limit)
-        )
-        if account is not None:
-            query = query.where(ledger_events.c.account == account)
-        return await self._fetch(query)
+        return await self._fetch(after_position(position, limit=limit, account=account))
 
     async def events_of_customer(self, account: str, customer_id: str) -> list[StoredEvent]:
-        t = ledger_events.c
-        return await self._fetch(
-            select(ledger_events)
-            .where(t.account == account, t.customer_id == customer_id)
-            .order_by(t.position)
-        )
+        return await self._fetch(of_customers(account, [customer_id]))
 
     async def events_of_object(self, account: str, object_id: str) -> list[StoredEvent]:
         t = ledger_events.c
@@ -260,7 +247,7 @@ class EventLog:
 
     async def _fetch(self, query: Any) -> list[StoredEvent]:
         async with self._connect() as conn:
-            return [_row_to_event(row) for row in await conn.execute(query)]
+            return [row_to_event(row) for row in await conn.execute(query)]
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
@@ -270,6 +257,29 @@ class EventLog:
                 yield conn
         except (SQLAlchemyError, OSError) as exc:
             raise LedgerUnavailable(f"the ledger is unreachable: {type(exc).__name__}") from exc
+
+
+def after_position(position: int, *, limit: int, account: str | None = None) -> Select[Any]:
+    """The query behind read_after, for readers running it inside their own transaction."""
+    query = (
+        select(ledger_events)
+        .where(ledger_events.c.position > position)
+        .order_by(ledger_events.c.position)
+        .limit(limit)
+    )
+    if account is not None:
+        query = query.where(ledger_events.c.account == account)
+    return query
+
+
+def of_customers(account: str, customer_ids: Sequence[str]) -> Select[Any]:
+    """Every event of these customers, grouped by customer, in position order."""
+    t = ledger_events.c
+    return (
+        select(ledger_events)
+        .where(t.account == account, t.customer_id.in_(customer_ids))
+        .order_by(t.customer_id, t.position)
+    )
 
 
 def _insert_for(conn: AsyncConnection, table: Any) -> Any:

@@ -109,3 +109,97 @@ ledger_conflicts = Table(
 )
 
 IMMUTABLE_TABLES = ("ledger_events", "ledger_conflicts")
+
+# --- Read models: derived from ledger_events alone, rebuilt at will (stripe-ledger rebuild).
+# Money columns hold integer minor units rounded half-even (for SQL) beside the exact value
+# as a fraction "numerator/denominator" (from which our figures are computed); every row
+# names the ledger events behind it (`event_ids`, `positions`: JSON arrays).
+
+projection_positions = Table(
+    "projection_positions",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("account", String(64), primary_key=True),
+    Column("position", Position, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("customer_id", String(255), primary_key=True),
+    Column("email", String(512)),
+    Column("name", String(512)),
+    Column("currency", String(3)),
+    Column("created", UTCDateTime),
+    Column("deleted_at", UTCDateTime),
+    Column("first_seen", UTCDateTime, nullable=False),
+)
+
+subscription_states = Table(
+    "subscription_states",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("subscription_id", String(255), nullable=False),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_to", UTCDateTime),
+    Column("status", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("mrr", BigInteger, nullable=False),
+    Column("mrr_exact", String(128), nullable=False),
+    Column("potential_mrr_exact", String(128), nullable=False),
+    Column("trialing", Boolean, nullable=False),
+    Column("pause_collection", Boolean, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("pending_cancellation", Boolean, nullable=False),
+    Column("discount_ids", Text, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+Index(None, subscription_states.c.account, subscription_states.c.customer_id)
+Index(None, subscription_states.c.account, subscription_states.c.valid_from)
+
+customer_mrr = Table(
+    "customer_mrr",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_to", UTCDateTime),
+    Column("mrr", BigInteger, nullable=False),
+    Column("mrr_exact", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("event_ids", Text, nullable=False),
+    Column("positions", Text, nullable=False),
+)
+Index(None, customer_mrr.c.account, customer_mrr.c.customer_id)
+Index(None, customer_mrr.c.account, customer_mrr.c.valid_from)
+
+mrr_movements = Table(
+    "mrr_movements",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("known_at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("subtype", String(16)),
+    Column("amount", BigInteger, nullable=False),
+    Column("amount_exact", String(128), nullable=False),
+    Column("mrr_before_exact", String(128), nullable=False),
+    Column("mrr_after_exact", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("event_ids", Text, nullable=False),
+    Column("positions", Text, nullable=False),
+)
+Index(None, mrr_movements.c.account, mrr_movements.c.effective_at)
+Index(None, mrr_movements.c.account, mrr_movements.c.customer_id)
+
+# Rows of these tables belong to one customer; re-deriving a customer replaces them.
+CUSTOMER_READ_MODELS = (customers, subscription_states, customer_mrr, mrr_movements)

@@ -1,0 +1,58 @@
+"""The projection worker beside the webhook endpoint: woken after each commit, it brings the
+read models up to date without ever delaying a webhook's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.logs import get_logger
+from projections.metric_settings import DEFAULT, MetricSettings
+from projections.runner import ProjectionRunner
+
+log = get_logger("projections")
+
+# Also run on a timer: a wake-up lost to a crash, or events appended by another process
+# (a second server, a backfill), are picked up within this many seconds.
+_POLL_SECONDS = 5.0
+_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@asynccontextmanager
+async def projection_worker(
+    engine: AsyncEngine, accounts: Sequence[str], settings: MetricSettings = DEFAULT
+) -> AsyncIterator[Callable[[], None]]:
+    runner = ProjectionRunner(engine, settings)
+    wake = asyncio.Event()
+    wake.set()  # catch up once at start-up
+
+    async def run() -> None:
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), _POLL_SECONDS)
+            wake.clear()
+            try:
+                for account in accounts:
+                    processed = await runner.catch_up(account)
+                    if processed:
+                        log.info("projections_advanced", account=account, events=processed)
+                failures = 0
+            except Exception as exc:  # keep the worker alive; the ledger still has everything
+                delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
+                failures += 1
+                log.error("projections_failed", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                wake.set()
+
+    task = asyncio.create_task(run(), name="projection-worker")
+    try:
+        yield wake.set
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
