@@ -14,14 +14,18 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cli.explain import explanation_document, explanation_tables
 from ledger.accounts import accounts_from_settings
 from ledger.engine import engine_from_settings
 from ledger.errors import LedgerUnavailable
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
 from ledger.migrate import upgrade
-from ledger.settings import ConfigError, Settings, load_settings
+from ledger.settings import DEFAULT_ACCOUNT, ConfigError, Settings, load_settings
+from projections.queries import customer_story
+from projections.runner import ProjectionRunner
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -73,7 +77,7 @@ def serve(
         raise typer.Exit(2) from None
     _with_engine(settings, upgrade)
     uvicorn.run(
-        "webhooks.app:create_app_from_environment",
+        "cli.server:create_served_app",
         factory=True,
         host=host,
         port=port,
@@ -112,6 +116,47 @@ def ledger_stats(
     for row in stats.by_account_type_source:
         table.add_row(row.account, row.type, row.source, str(row.events))
     console.print(table)
+
+
+@app.command()
+def rebuild(
+    account: Annotated[str, typer.Option(help="The account to rebuild.")] = DEFAULT_ACCOUNT,
+) -> None:
+    """Derive the read models again from the whole ledger, from position 0."""
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> tuple[int, int]:
+        runner = ProjectionRunner(engine)
+        customers = await runner.rebuild(account)
+        return customers, await runner.position(account)
+
+    customers, position = _with_engine(settings, work)
+    console.print(f"rebuilt {customers} customers of account {account!r} up to position {position}")
+
+
+@app.command()
+def explain(
+    customer: Annotated[str, typer.Option("--customer", help="A Stripe customer id (cus_...).")],
+    account: Annotated[str, typer.Option(help="The account.")] = DEFAULT_ACCOUNT,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """A customer's MRR history and movements, each with the Stripe events behind it."""
+    settings = _settings()
+
+    async def work(engine: AsyncEngine) -> Any:
+        async with engine.connect() as conn:
+            return await customer_story(conn, account, customer)
+
+    intervals, movements, states = _with_engine(settings, work)
+    if not intervals and not states:
+        errors.print(f"no MRR history for {customer} in account {account!r}")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(explanation_document(intervals, movements, states), indent=2))
+        return
+    for title, table in explanation_tables(intervals, movements, states):
+        console.print(f"[bold]{title}[/bold]")
+        console.print(table)
 
 
 def _stats_document(stats: LedgerStats) -> dict[str, Any]:

@@ -6,10 +6,15 @@ import json
 from pathlib import Path
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.event_log import EventLog
 from tests.support.databases import TestDatabase
+from tests.support.feeding import ledger_events
 from tests.support.processes import environment, run, serving
+from tests.support.scenarios import ALL_SCENARIOS
 from tests.support.signing import encode, fresh_id, signed
+from tests.support.stripe_account import BASIL
 from tests.support.stripe_fixtures import event_2020
 
 
@@ -65,3 +70,36 @@ def test_serve_refuses_a_publishable_key_and_never_prints_it(
     assert result.returncode == 2
     assert "publishable key" in result.stderr
     assert key not in result.stderr + result.stdout
+
+
+async def test_rebuild_then_explain_names_the_stripe_events_behind_each_movement(
+    database: TestDatabase, engine: AsyncEngine, event_log: EventLog, tmp_path: Path
+) -> None:
+    scenario = ALL_SCENARIOS["S5"](BASIL)
+    await event_log.append(ledger_events(scenario))
+    env = environment(database)
+    rebuilt = run(["rebuild"], env, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt 2 customers" in rebuilt.stdout
+    explained = run(["explain", "--customer", "cus_L", "--json"], env, cwd=tmp_path)
+    assert explained.returncode == 0, explained.stderr
+    story = json.loads(explained.stdout)
+    kinds = [(m["effective_at"][:10], m["kind"], m["amount"]) for m in story["movements"]]
+    assert kinds[-2:] == [("2025-07-05", "contraction", "40.00"), ("2025-07-20", "churn", "60.00")]
+    stored = {e.event_id: e.type for e in await event_log.read_after(0, limit=1000)}
+    churn = story["movements"][-1]
+    assert [stored[e] for e in churn["event_ids"]] == ["customer.subscription.deleted"]
+    assert story["mrr_history"][-1] == story["mrr_history"][-1] | {
+        "mrr": "0.00",
+        "state": "churned",
+    }
+    table = run(["explain", "--customer", "cus_L"], env, cwd=tmp_path)
+    assert table.returncode == 0 and "contraction" in table.stdout
+
+
+def test_explain_an_unknown_customer_says_so(database: TestDatabase, tmp_path: Path) -> None:
+    env = environment(database)
+    assert run(["db", "upgrade"], env, cwd=tmp_path).returncode == 0
+    result = run(["explain", "--customer", "cus_nobody"], env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no MRR history for cus_nobody" in result.stderr

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +25,7 @@ from ledger.envelope import Source, parse_event
 from ledger.errors import LedgerUnavailable, MalformedEvent
 from ledger.event_log import EventLog, Outcome
 from ledger.group_commit import GroupCommitter
-from ledger.logs import configure_logging, get_logger
+from ledger.logs import get_logger
 from ledger.migrate import is_current
 from ledger.settings import DEFAULT_ACCOUNT, Settings, load_settings
 from webhooks.body import BadContentLength, BodyTooLarge, read_limited
@@ -120,10 +120,14 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+# Work that runs beside the endpoint in the same process (the projection worker): entered
+# with the engine and the account names at start-up, left at shutdown. It yields a wake-up
+# call that the app makes after every commit; the call must return at once.
+Companion = Callable[[AsyncEngine, Sequence[str]], AbstractAsyncContextManager[Callable[[], None]]]
+
+
 def create_app(
-    settings: Settings | None = None,
-    *,
-    on_commit: Callable[[], None] | None = None,
+    settings: Settings | None = None, *, companions: Sequence[Companion] = ()
 ) -> Starlette:
     """The app; settings come from the environment unless given (tests give them)."""
     settings = settings or load_settings()
@@ -132,15 +136,23 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = engine_from_settings(settings)
-        event_log = EventLog(engine)
-        committer = GroupCommitter(event_log, max_batch=settings.max_batch, on_commit=on_commit)
-        await committer.start()
-        app.state.runtime = Runtime(settings, accounts, engine, event_log, committer)
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            wakers = [
+                await stack.enter_async_context(companion(engine, list(accounts)))
+                for companion in companions
+            ]
+
+            def committed() -> None:
+                for wake in wakers:
+                    wake()
+
+            event_log = EventLog(engine)
+            committer = GroupCommitter(event_log, max_batch=settings.max_batch, on_commit=committed)
+            await committer.start()
+            stack.push_async_callback(committer.stop)
+            app.state.runtime = Runtime(settings, accounts, engine, event_log, committer)
             yield
-        finally:
-            await committer.stop()
-            await engine.dispose()
 
     routes = [
         Route("/webhooks/stripe", receive_event, methods=["POST"]),
@@ -149,10 +161,3 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-def create_app_from_environment() -> Starlette:
-    """The uvicorn factory used by `stripe-ledger serve` (one call per worker process)."""
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    return create_app(settings)

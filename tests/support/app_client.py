@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
 
 from ledger.settings import Settings
-from webhooks.app import create_app
+from webhooks.app import Companion, create_app
 
 
 @asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+async def app_client(
+    settings: Settings, companions: Sequence[Companion] = ()
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, companions=companions)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger.test") as client:

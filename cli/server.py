@@ -1,0 +1,17 @@
+"""The served process: the webhook app with the projection worker beside it."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from ledger.logs import configure_logging
+from ledger.settings import load_settings
+from projections.worker import projection_worker
+from webhooks.app import create_app
+
+
+def create_served_app() -> Starlette:
+    """The uvicorn factory used by `stripe-ledger serve` (one call per worker process)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, companions=[projection_worker])
