@@ -721,9 +721,19 @@ def test_dispute_sums_fees_and_nets_over_its_balance_transactions() -> None:
     )
 
 
+def test_dispute_reads_each_embedded_balance_transaction() -> None:
+    obj = old("charge_dispute_funds_withdrawn")
+    withdrawal = resource("balance_transaction")
+    withdrawal.update(id="txn_withdrawal", amount=-1000, fee=1500, net=-2500, source=obj["id"])
+    obj["balance_transactions"] = [withdrawal]
+    [txn] = read_dispute(obj).balance_transactions
+    assert (txn.id, txn.fee, txn.source) == ("txn_withdrawal", 1500, "dp_1MLuxQJDPojXS6LNrukJCBBG")
+
+
 def test_dispute_without_balance_transactions_totals_zero() -> None:
     dispute = read_dispute(old("charge_dispute_created"))
     assert (dispute.balance_transaction_ids, dispute.fee_total, dispute.net_total) == ((), 0, 0)
+    assert dispute.balance_transactions == ()
 
 
 def test_balance_transaction_exchange_rate_is_an_exact_fraction() -> None:

@@ -89,6 +89,8 @@ class Dispute:
     balance_transaction_ids: tuple[str, ...]
     fee_total: int
     net_total: int
+    # The embedded ones that carry an id, so a reader can merge them with other copies.
+    balance_transactions: tuple[BalanceTransaction, ...]
 
 
 def read_balance_transaction(obj: StripeJson) -> BalanceTransaction:
@@ -184,4 +186,7 @@ def read_dispute(obj: StripeJson) -> Dispute:
         balance_transaction_ids=tuple(ids),
         fee_total=sum(integer(t.get("fee")) or 0 for t in embedded),
         net_total=sum(integer(t.get("net")) or 0 for t in embedded),
+        balance_transactions=tuple(
+            read_balance_transaction(t) for t in embedded if ref_id(t) is not None
+        ),
     )
