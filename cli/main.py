@@ -5,25 +5,23 @@ Each command opens its own engine in its own event loop (engines are per loop).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+import sys
+from typing import Annotated, Any
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_document, explanation_tables
+from cli.figures import fx_app, metrics, settings_app
 from ledger.accounts import accounts_from_settings
-from ledger.engine import engine_from_settings
-from ledger.errors import LedgerUnavailable
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
 from ledger.migrate import upgrade
-from ledger.settings import DEFAULT_ACCOUNT, ConfigError, Settings, load_settings
+from ledger.settings import DEFAULT_ACCOUNT, ConfigError
 from projections.queries import customer_story
 from projections.runner import ProjectionRunner
 
@@ -33,32 +31,17 @@ ledger_app = typer.Typer(no_args_is_help=True, help="The event log itself.")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 
-console = Console()
-errors = Console(stderr=True)
-T = TypeVar("T")
+app.add_typer(settings_app, name="settings")
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ValueError as exc:  # pydantic's ValidationError names the variable, not its value
-        errors.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from None
+@app.callback()
+def _logs_to_stderr() -> None:
+    """Commands print their results on stdout; their log lines go to stderr."""
+    configure_logging("warning", stream=sys.stderr)
 
 
-def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    async def main() -> T:
-        engine = engine_from_settings(settings)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(main())
-    except (LedgerUnavailable, OSError) as exc:
-        errors.print(f"[red]database unreachable:[/red] {exc}")
-        raise typer.Exit(1) from None
+app.add_typer(fx_app, name="fx")
+app.command()(metrics)
 
 
 @app.command()
@@ -68,14 +51,14 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the webhook endpoint."""
-    settings = _settings()
+    settings = load_cli_settings()
     configure_logging(settings.log_level)
     try:
         accounts_from_settings(settings)
     except ConfigError as exc:
         errors.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(2) from None
-    _with_engine(settings, upgrade)
+    with_engine(settings, upgrade)
     uvicorn.run(
         "cli.server:create_served_app",
         factory=True,
@@ -91,8 +74,8 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations to LEDGER_DATABASE_URL."""
-    settings = _settings()
-    _with_engine(settings, upgrade)
+    settings = load_cli_settings()
+    with_engine(settings, upgrade)
     console.print("database is at the newest schema revision")
 
 
@@ -101,8 +84,8 @@ def ledger_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Stored events per account, type and source; positions, times and conflicts."""
-    settings = _settings()
-    stats: LedgerStats = _with_engine(settings, lambda engine: EventLog(engine).stats())
+    settings = load_cli_settings()
+    stats: LedgerStats = with_engine(settings, lambda engine: EventLog(engine).stats())
     if as_json:
         typer.echo(json.dumps(_stats_document(stats), indent=2))
         return
@@ -123,14 +106,14 @@ def rebuild(
     account: Annotated[str, typer.Option(help="The account to rebuild.")] = DEFAULT_ACCOUNT,
 ) -> None:
     """Derive the read models again from the whole ledger, from position 0."""
-    settings = _settings()
+    settings = load_cli_settings()
 
     async def work(engine: AsyncEngine) -> tuple[int, int]:
         runner = ProjectionRunner(engine)
         customers = await runner.rebuild(account)
         return customers, await runner.position(account)
 
-    customers, position = _with_engine(settings, work)
+    customers, position = with_engine(settings, work)
     console.print(f"rebuilt {customers} customers of account {account!r} up to position {position}")
 
 
@@ -141,13 +124,13 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """A customer's MRR history and movements, each with the Stripe events behind it."""
-    settings = _settings()
+    settings = load_cli_settings()
 
     async def work(engine: AsyncEngine) -> Any:
         async with engine.connect() as conn:
             return await customer_story(conn, account, customer)
 
-    intervals, movements, states = _with_engine(settings, work)
+    intervals, movements, states = with_engine(settings, work)
     if not intervals and not states:
         errors.print(f"no MRR history for {customer} in account {account!r}")
         raise typer.Exit(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.applications import Starlette
 
 from ledger.logs import configure_logging
@@ -14,4 +16,5 @@ def create_served_app() -> Starlette:
     """The uvicorn factory used by `stripe-ledger serve` (one call per worker process)."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings, companions=[projection_worker])
+    worker = partial(projection_worker, reporting_currency=settings.reporting_currency)
+    return create_app(settings, companions=[worker])

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import Processor
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", stream: TextIO = sys.stdout) -> None:
+    """JSON lines to `stream`: stdout for the server, stderr for commands whose stdout
+    is their result (`metrics --json`)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -24,7 +27,7 @@ def configure_logging(level: str = "info") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -42,7 +45,8 @@ def configure_logging(level: str = "info") -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=True,
+        # Off, so a reconfiguration (a test capturing logs) reaches loggers made earlier.
+        cache_logger_on_first_use=False,
     )
 
 

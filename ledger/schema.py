@@ -7,18 +7,21 @@ Read-model tables live with their projections but share the naming convention be
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -110,6 +113,28 @@ ledger_conflicts = Table(
 
 IMMUTABLE_TABLES = ("ledger_events", "ledger_conflicts")
 
+# --- Per-account choices and reference data (not derived: set by the operator).
+
+account_settings = Table(
+    "account_settings",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One unit of `currency` is worth `rate` units of `reporting_currency` on `day` (and
+# after, until the next rate). `rate` is an exact decimal string.
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("reporting_currency", String(3), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("rate", String(64), nullable=False),
+)
+
 # --- Read models: derived from ledger_events alone, rebuilt at will (stripe-ledger rebuild).
 # Money columns hold integer minor units rounded half-even (for SQL) beside the exact value
 # as a fraction "numerator/denominator" (from which our figures are computed); every row
@@ -123,6 +148,28 @@ projection_positions = Table(
     Column("position", Position, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Routing for events whose object names no customer (a refund before 2026-07-29, a balance
+# transaction, an invoice payment, a dispute): the customer is found through the object
+# they refer to. `customer_id` is NULL while that object is not known yet.
+object_owners = Table(
+    "object_owners",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("object_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+)
+
+event_routes = Table(
+    "event_routes",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("position", Position, primary_key=True),
+    Column("refers_to", String(255), nullable=False),
+    Column("customer_id", String(255)),
+)
+Index(None, event_routes.c.account, event_routes.c.customer_id)
+Index(None, event_routes.c.account, event_routes.c.refers_to)
 
 customers = Table(
     "customers",
@@ -201,5 +248,169 @@ mrr_movements = Table(
 Index(None, mrr_movements.c.account, mrr_movements.c.effective_at)
 Index(None, mrr_movements.c.account, mrr_movements.c.customer_id)
 
+# --- Cash read models: what was billed, paid, refunded and disputed, by the date of each
+# cash event. Amounts are integer minor units of the row's own currency.
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("invoice_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("subscription_id", String(255)),
+    Column("status", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("billing_reason", String(64)),
+    Column("created", UTCDateTime, nullable=False),
+    Column("finalized_at", UTCDateTime),
+    Column("paid_at", UTCDateTime),
+    Column("voided_at", UTCDateTime),
+    Column("marked_uncollectible_at", UTCDateTime),
+    Column("subtotal", BigInteger, nullable=False),
+    Column("tax", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("amount_paid", BigInteger, nullable=False),
+    Column("paid_out_of_band", Boolean, nullable=False),
+    # The invoice's lines by kind, before tax: licensed recurring prices (prorations
+    # included), metered usage, and one-time items.
+    Column("recurring_amount", BigInteger, nullable=False),
+    Column("usage_amount", BigInteger, nullable=False),
+    Column("one_time_amount", BigInteger, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+Index(None, invoices.c.account, invoices.c.paid_at)
+
+invoice_status_history = Table(
+    "invoice_status_history",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("invoice_id", String(255), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+Index(None, invoice_status_history.c.account, invoice_status_history.c.invoice_id)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("charge_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("invoice_id", String(255)),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("amount_refunded", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("paid", Boolean, nullable=False),
+    # The cash date: the balance transaction's `created` where known, else the charge's.
+    Column("paid_at", UTCDateTime, nullable=False),
+    Column("fee", BigInteger),  # from the balance transaction; NULL until it is known
+    Column("balance_transaction_id", String(255)),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+Index(None, payments.c.account, payments.c.paid_at)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("refund_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("charge_id", String(255)),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("refunded_at", UTCDateTime, nullable=False),  # the refund's date, never back-dated
+    Column("fee", BigInteger),
+    Column("balance_transaction_id", String(255)),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+Index(None, refunds.c.account, refunds.c.refunded_at)
+
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("dispute_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("charge_id", String(255)),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("lost", Boolean, nullable=False),
+    Column("closed_at", UTCDateTime),  # when it was lost (the loss's cash date)
+    Column("fee", BigInteger, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("position", Position, nullable=False),
+)
+
+# One row per account and calendar month, every figure of `stripe-ledger metrics --json`:
+# money and rates as exact decimal strings (NUMERIC on PostgreSQL), counts as integers.
+MONTHLY_MONEY = (
+    "mrr_start", "mrr_end", "arr_end", "committed_mrr_end", "new", "expansion",
+    "reactivation", "contraction", "churn", "fx_adjustment", "net_new_mrr",
+    "churned_revenue", "arpu", "ltv", "gross_revenue", "refunds", "fees", "net_revenue",
+    "net_volume", "tax_collected", "recurring_revenue", "usage_revenue",
+    "one_time_revenue", "out_of_band_revenue",
+)  # fmt: skip
+MONTHLY_RATES = (
+    "customer_churn_rate", "customer_churn_rate_stripe30", "nrr", "grr",
+    "gross_mrr_churn_rate", "net_mrr_churn_rate", "quick_ratio",
+)  # fmt: skip
+MONTHLY_COUNTS = (
+    "all_customers", "active_customers", "new_customers", "reactivated_customers",
+    "churned_customers", "paused_customers", "trialing_customers", "delinquent_customers",
+    "trials_started", "trials_converted", "subscriptions_canceled", "paying_subscriptions",
+)  # fmt: skip
+
+
+class ExactDecimal(TypeDecorator[str]):
+    """A decimal string kept exact: NUMERIC on PostgreSQL, text on SQLite (which has no
+    decimal type and would store a float)."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return Decimal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+
+monthly_metrics = Table(
+    "monthly_metrics",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("currency", String(3), nullable=False),
+    *(Column(name, ExactDecimal) for name in MONTHLY_MONEY + MONTHLY_RATES),
+    *(Column(name, Integer, nullable=False) for name in MONTHLY_COUNTS),
+    Column("subscriptions_by_status", Text, nullable=False),
+    Column("computed_at", UTCDateTime, nullable=False),
+)
+
 # Rows of these tables belong to one customer; re-deriving a customer replaces them.
-CUSTOMER_READ_MODELS = (customers, subscription_states, customer_mrr, mrr_movements)
+CASH_READ_MODELS = (invoices, invoice_status_history, payments, refunds, disputes)
+CUSTOMER_READ_MODELS = (
+    customers,
+    subscription_states,
+    customer_mrr,
+    mrr_movements,
+    *CASH_READ_MODELS,
+)

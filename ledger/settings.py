@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # Without an API key the mode can be stated; with neither, both modes are accepted.
     stripe_mode: Mode | None = Field(default=None, validation_alias="STRIPE_MODE")
 
+    # Figures are reported in this currency unless an account stores its own.
+    reporting_currency: str = Field(
+        default="usd", validation_alias="LEDGER_REPORTING_CURRENCY", pattern=r"^[A-Za-z]{3}$"
+    )
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, validation_alias="LEDGER_WEBHOOK_TOLERANCE_SECONDS"
     )

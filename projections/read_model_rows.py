@@ -12,6 +12,7 @@ from ledger.schema import customer_mrr, customers, mrr_movements, subscription_s
 from projections.customer_facts import CustomerFacts, Evidence
 from projections.customer_history import CustomerHistory
 from projections.money import round_minor, to_text
+from projections.routing import GUEST
 
 
 def _ids(causes: Iterable[Evidence]) -> tuple[str, str]:
@@ -33,7 +34,7 @@ def rows_for(facts: CustomerFacts, history: CustomerHistory) -> dict[Table, list
         + ([facts.first_seen] if facts.first_seen else []),
         default=None,
     )
-    if first_seen is not None:
+    if first_seen is not None and customer_id != GUEST:
         rows[customers] = [
             {
                 "account": account,

@@ -2,8 +2,9 @@
 
 Incremental: it reads events after its position, re-derives every customer they touch
 from all of that customer's events, and writes their rows and its new position in one
-transaction, so a crash leaves either both or neither. A rebuild does the same for every
-customer from position 0; both give identical tables.
+transaction, so a crash leaves either both or neither. Once caught up it refreshes the
+monthly metrics from the earliest month whose figures the new rows changed. A rebuild
+does the same for every customer from position 0; both give identical tables.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.engine import is_postgres, write_transaction
-from ledger.event_log import StoredEvent, after_position, of_customers, row_to_event
-from ledger.schema import CUSTOMER_READ_MODELS, ledger_events, projection_positions
+from ledger.event_log import after_position, row_to_event
+from ledger.schema import CUSTOMER_READ_MODELS, projection_positions
+from projections import routing
+from projections.account_config import AccountConfig, load_config
+from projections.cash import cash_rows
 from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
-from projections.metric_settings import DEFAULT, MetricSettings
+from projections.metric_settings import MetricSettings
+from projections.monthly import refresh_months
 from projections.read_model_rows import rows_for
 
 PROJECTION = "customers"
@@ -29,69 +34,108 @@ PROJECTION = "customers"
 # time across every process; a second one waits instead of writing beside it.
 _RUNNER_LOCK_CLASS = 0x5354_5052  # "STPR"
 _CUSTOMERS_PER_QUERY = 500
+# Columns that say where a row came from rather than what it says.
+_PROVENANCE = {"id", "event_id", "event_ids", "position", "positions"}
 
 
 class ProjectionRunner:
     def __init__(
         self,
         engine: AsyncEngine,
-        settings: MetricSettings = DEFAULT,
+        settings: MetricSettings | None = None,
         *,
+        reporting_currency: str = "usd",
         batch_size: int = 2000,
     ) -> None:
+        """`settings` fixes the metric settings (tests); by default each account's stored
+        settings are used, and LEDGER_REPORTING_CURRENCY where none is stored."""
         self.engine = engine
-        self.settings = settings
+        self._settings = settings
+        self.reporting_currency = reporting_currency
         self.batch_size = batch_size
 
-    async def catch_up(self, account: str) -> int:
+    async def config(self, conn: AsyncConnection, account: str) -> AccountConfig:
+        stored = await load_config(conn, account, self.reporting_currency)
+        if self._settings is None:
+            return stored
+        return AccountConfig(self._settings, stored.reporting_currency, stored.stored)
+
+    async def catch_up(self, account: str, *, now: datetime | None = None) -> int:
         """Process everything appended since the last run; returns the events read."""
-        processed = 0
-        while n := await self._step(account):
-            processed += n
+        processed, changed_since = 0, None
+        while step := await self._step(account):
+            count, since = step
+            processed += count
+            if since is not None:
+                changed_since = min(changed_since or since, since)
+        if changed_since is not None:
+            async with write_transaction(self.engine) as conn:
+                await _lock(conn, account)
+                await refresh_months(
+                    conn, account, await self.config(conn, account), changed_since, now
+                )
         return processed
 
-    async def rebuild(self, account: str) -> int:
+    async def rebuild(self, account: str, *, now: datetime | None = None) -> int:
         """Drop the account's read models and derive them again from the whole ledger."""
         async with write_transaction(self.engine) as conn:
             await _lock(conn, account)
+            config = await self.config(conn, account)
             for table in CUSTOMER_READ_MODELS:
                 await conn.execute(delete(table).where(table.c.account == account))
-            t = ledger_events.c
-            last = await conn.scalar(select(func.max(t.position)).where(t.account == account))
-            customer_ids = (
-                await conn.scalars(
-                    select(t.customer_id)
-                    .where(t.account == account, t.customer_id.is_not(None))
-                    .distinct()
-                    .order_by(t.customer_id)
+            await routing.forget(conn, account)
+            position, customer_ids = 0, set()
+            while batch := [
+                row_to_event(row)
+                for row in await conn.execute(
+                    after_position(position, limit=self.batch_size * 5, account=account)
                 )
-            ).all()
-            await self._rederive(conn, account, [c for c in customer_ids if c], replace=False)
-            await _save_position(conn, account, int(last or 0))
-        return len(customer_ids)
+            ]:
+                customer_ids |= await routing.route(conn, account, batch)
+                position = batch[-1].position
+            await self._rederive(conn, account, sorted(customer_ids), config, replace=False)
+            await _save_position(conn, account, position)
+            await refresh_months(conn, account, config, None, now)
+        return len([c for c in customer_ids if c != routing.GUEST])
+
+    async def refresh_monthly(self, account: str, *, now: datetime | None = None) -> int:
+        """Recompute every month (after an FX import, or when a new month begins)."""
+        async with write_transaction(self.engine) as conn:
+            await _lock(conn, account)
+            return await refresh_months(conn, account, await self.config(conn, account), None, now)
 
     async def position(self, account: str) -> int:
         async with self.engine.connect() as conn:
             return await _position(conn, account)
 
-    async def _step(self, account: str) -> int:
+    async def _step(self, account: str) -> tuple[int, datetime | None] | None:
         async with write_transaction(self.engine) as conn:
             await _lock(conn, account)
             position = await _position(conn, account)
             query = after_position(position, limit=self.batch_size, account=account)
             events = [row_to_event(row) for row in await conn.execute(query)]
             if not events:
-                return 0
-            touched = sorted({e.customer_id for e in events if e.customer_id})
-            await self._rederive(conn, account, touched, replace=True)
+                return None
+            config = await self.config(conn, account)
+            touched = sorted(await routing.route(conn, account, events))
+            since = await self._rederive(conn, account, touched, config, replace=True)
             await _save_position(conn, account, events[-1].position)
-            return len(events)
+            return len(events), since
 
     async def _rederive(
-        self, conn: AsyncConnection, account: str, customer_ids: Sequence[str], *, replace: bool
-    ) -> None:
+        self,
+        conn: AsyncConnection,
+        account: str,
+        customer_ids: Sequence[str],
+        config: AccountConfig,
+        *,
+        replace: bool,
+    ) -> datetime | None:
+        """Replace these customers' rows; return the earliest instant any row changed at."""
+        changed_since: datetime | None = None
         for start in range(0, len(customer_ids), _CUSTOMERS_PER_QUERY):
             chunk = customer_ids[start : start + _CUSTOMERS_PER_QUERY]
+            old = await _current_rows(conn, account, chunk) if replace else {}
             if replace:
                 for table in CUSTOMER_READ_MODELS:
                     await conn.execute(
@@ -99,20 +143,61 @@ class ProjectionRunner:
                             table.c.account == account, table.c.customer_id.in_(chunk)
                         )
                     )
-            events = [row_to_event(r) for r in await conn.execute(of_customers(account, chunk))]
-            batches: dict[Any, list[dict[str, Any]]] = {}
-            for customer_id, group in groupby(events, key=_customer_of):
-                facts = read_customer_facts(account, customer_id, group)
-                history = derive_customer_history(facts, self.settings)
-                for table, rows in rows_for(facts, history).items():
-                    batches.setdefault(table, []).extend(rows)
-            for table, rows in batches.items():
-                if rows:
-                    await conn.execute(table.insert(), rows)
+            rows = (await conn.execute(routing.events_of_customers(account, chunk))).all()
+            new: dict[Table, list[dict[str, Any]]] = {t: [] for t in CUSTOMER_READ_MODELS}
+            for customer_id, group in groupby(rows, key=lambda row: str(row.route)):
+                events = [row_to_event(row) for row in group]
+                facts = read_customer_facts(account, customer_id, events)
+                history = derive_customer_history(facts, config.settings)
+                derived = rows_for(facts, history) | cash_rows(account, customer_id, events)
+                for table, table_rows in derived.items():
+                    new[table].extend(table_rows)
+            for table, table_rows in new.items():
+                if table_rows:
+                    await conn.execute(table.insert(), table_rows)
+            since = _earliest_change(old, new) if replace else _earliest(new)
+            if since is not None:
+                changed_since = min(changed_since or since, since)
+        return changed_since
 
 
-def _customer_of(event: StoredEvent) -> str:
-    return event.customer_id or ""
+async def _current_rows(
+    conn: AsyncConnection, account: str, customer_ids: Sequence[str]
+) -> dict[Table, list[dict[str, Any]]]:
+    found: dict[Table, list[dict[str, Any]]] = {}
+    for table in CUSTOMER_READ_MODELS:
+        result = await conn.execute(
+            select(table).where(table.c.account == account, table.c.customer_id.in_(customer_ids))
+        )
+        found[table] = [dict(row._mapping) for row in result]
+    return found
+
+
+def _content(row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in row.items() if k not in _PROVENANCE))
+
+
+def _times(rows: Any) -> list[datetime]:
+    return [v for row in rows for v in row.values() if isinstance(v, datetime)]
+
+
+def _earliest(rows: dict[Table, list[dict[str, Any]]]) -> datetime | None:
+    return min((t for table_rows in rows.values() for t in _times(table_rows)), default=None)
+
+
+def _earliest_change(
+    old: dict[Table, list[dict[str, Any]]], new: dict[Table, list[dict[str, Any]]]
+) -> datetime | None:
+    """The earliest time named by any row that differs between the old and new rows."""
+    earliest: datetime | None = None
+    for table in CUSTOMER_READ_MODELS:
+        before = {_content(r): r for r in old.get(table, [])}
+        after = {_content(r): r for r in new.get(table, [])}
+        differing = [before[k] for k in before.keys() - after.keys()]
+        differing += [after[k] for k in after.keys() - before.keys()]
+        for moment in _times(differing):
+            earliest = min(earliest or moment, moment)
+    return earliest
 
 
 async def _lock(conn: AsyncConnection, account: str) -> None:

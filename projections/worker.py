@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.logs import get_logger
-from projections.metric_settings import DEFAULT, MetricSettings
+from projections.metric_settings import MetricSettings
 from projections.runner import ProjectionRunner
 
 log = get_logger("projections")
@@ -24,9 +24,13 @@ _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 @asynccontextmanager
 async def projection_worker(
-    engine: AsyncEngine, accounts: Sequence[str], settings: MetricSettings = DEFAULT
+    engine: AsyncEngine,
+    accounts: Sequence[str],
+    settings: MetricSettings | None = None,
+    reporting_currency: str = "usd",
 ) -> AsyncIterator[Callable[[], None]]:
-    runner = ProjectionRunner(engine, settings)
+    """`settings` None: each account's stored settings (see account_config)."""
+    runner = ProjectionRunner(engine, settings, reporting_currency=reporting_currency)
     wake = asyncio.Event()
     wake.set()  # catch up once at start-up
 

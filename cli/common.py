@@ -1,0 +1,44 @@
+"""What every command shares: the consoles, settings loading, and running async work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.engine import engine_from_settings
+from ledger.errors import LedgerUnavailable
+from ledger.settings import Settings, load_settings
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+def load_cli_settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as exc:  # pydantic's ValidationError names the variable, not its value
+        errors.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` with an engine of its own, in an event loop of its own."""
+
+    async def main() -> T:
+        engine = engine_from_settings(settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except (LedgerUnavailable, OSError) as exc:
+        errors.print(f"[red]database unreachable:[/red] {exc}")
+        raise typer.Exit(1) from None
