@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.engine import create_engine
@@ -15,6 +16,13 @@ from ledger.migrate import upgrade
 from ledger.settings import Settings
 from tests.support.databases import ENGINES, PostgresRun, TestDatabase, sqlite_database
 from tests.support.signing import SECRET
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands run in-process configure logging; no test inherits another's setup."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
