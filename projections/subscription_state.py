@@ -203,7 +203,8 @@ class SubscriptionTimeline:
         for at, snapshot in zip(self._times, self.snapshots, strict=True):
             sub, evidence = snapshot.subscription, snapshot.evidence
             found.append((at, evidence))
-            for scheduled in (sub.trial_end, sub.pause_resumes_at):
+            scheduled_times = (sub.trial_start, sub.trial_end, sub.pause_resumes_at, sub.ended_at)
+            for scheduled in scheduled_times:
                 if scheduled is not None:
                     found.append((scheduled, evidence))
         if self._first_paid_at is not None and self._settings.activation == "at_first_payment":
@@ -219,8 +220,7 @@ class SubscriptionTimeline:
         sub = snapshot.subscription
         status = self._statuses[index]
         settings = self._settings
-        if status == "trialing" and sub.trial_end is not None and at >= sub.trial_end:
-            status = "active"  # a trial converts at trial_end (activation counts from there)
+        status = _status_by_business_time(sub, status, at)
         keys = self._discount_keys(snapshot)
         potential = self._mrr(sub, keys, snapshot, at)
         ended = status in ENDED
@@ -291,6 +291,29 @@ class SubscriptionTimeline:
         ]
         currency = sub.currency or _price_currency(sub) or "usd"
         return subscription_mrr(items, subscription_coupons, currency)
+
+
+def _status_by_business_time(sub: Subscription, status: str, at: datetime) -> str:
+    """The status a snapshot implies at `at` from the times it states itself.
+
+    A snapshot usually governs only after the event that carried it, but the first one
+    known for a subscription (a backfill finds only the latest state) also tells its past:
+    a subscription canceled at `ended_at` was live before it, and one whose trial ran from
+    `trial_start` to `trial_end` was trialing then.
+    """
+    if status == "canceled" and sub.ended_at is not None and at < sub.ended_at:
+        status = "active"
+    in_trial = sub.trial_end is not None and at < sub.trial_end
+    if (
+        in_trial
+        and sub.trial_start is not None
+        and at >= sub.trial_start
+        and status in CONTRIBUTING
+    ):
+        return "trialing"
+    if status == "trialing" and sub.trial_end is not None and at >= sub.trial_end:
+        return "active"  # a trial converts at trial_end (activation counts from there)
+    return status
 
 
 def _price_currency(sub: Subscription) -> str | None:
