@@ -18,6 +18,7 @@ from ledger.schema import projection_positions
 from ledger.settings import DEFAULT_ACCOUNT
 from projections import metrics as figures
 from projections.account_config import SETTING_NAMES, SettingError, load_config, store_setting
+from projections.as_reported import as_reported as reported
 from projections.fx import MissingRate, load_rates, read_rates_csv, store_rates
 from projections.periods import PeriodError, add_months, months, parse_instant, parse_period
 from projections.runner import ProjectionRunner
@@ -55,6 +56,12 @@ def metrics(
         str | None, typer.Option("--as-of", help="A snapshot at this instant.")
     ] = None,
     by_month: Annotated[bool, typer.Option("--by-month", help="One result per month.")] = False,
+    as_reported: Annotated[
+        bool, typer.Option("--as-reported", help="As known at the freeze time, not restated.")
+    ] = False,
+    frozen_at: Annotated[
+        str | None, typer.Option("--frozen-at", help="Freeze time (default: each period's end).")
+    ] = None,
     account: Account = DEFAULT_ACCOUNT,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -63,6 +70,7 @@ def metrics(
     try:
         ranges = [] if as_of else _ranges(period, start, end, by_month)
         instant = parse_instant(as_of) if as_of else None
+        freeze = parse_instant(frozen_at) if frozen_at else None
     except PeriodError as exc:
         errors.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -76,7 +84,19 @@ def metrics(
             rates = await load_rates(conn, config.reporting_currency)
             if instant is not None:
                 return [await figures.snapshot(conn, account, instant, config, rates)]
-            return [await figures.period(conn, account, s, e, config, rates) for s, e in ranges]
+            if not as_reported:
+                return [await figures.period(conn, account, s, e, config, rates) for s, e in ranges]
+        return [
+            await reported(
+                engine,
+                account,
+                s,
+                e,
+                frozen_at=freeze,
+                reporting_currency=settings.reporting_currency,
+            )
+            for s, e in ranges
+        ]
 
     try:
         documents = with_engine(settings, work)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_document, explanation_tables
 from cli.figures import fx_app, metrics, settings_app
+from cli.replay_command import replay
 from ledger.accounts import accounts_from_settings
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
@@ -42,6 +43,7 @@ def _logs_to_stderr() -> None:
 
 app.add_typer(fx_app, name="fx")
 app.command()(metrics)
+app.command()(replay)
 
 
 @app.command()

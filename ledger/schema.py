@@ -135,6 +135,21 @@ fx_rates = Table(
     Column("rate", String(64), nullable=False),
 )
 
+# Where an interrupted `replay` resumes: per account, window and resource, the last
+# object id stored (lists are newest first, so the next page starts after it).
+replay_checkpoints = Table(
+    "replay_checkpoints",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("window", String(64), primary_key=True),
+    Column("resource", String(64), primary_key=True),
+    Column("cursor", String(255)),
+    Column("done", Boolean, nullable=False),
+    Column("fetched", Integer, nullable=False),
+    Column("appended", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # --- Read models: derived from ledger_events alone, rebuilt at will (stripe-ledger rebuild).
 # Money columns hold integer minor units rounded half-even (for SQL) beside the exact value
 # as a fraction "numerator/denominator" (from which our figures are computed); every row

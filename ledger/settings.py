@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     reporting_currency: str = Field(
         default="usd", validation_alias="LEDGER_REPORTING_CURRENCY", pattern=r"^[A-Za-z]{3}$"
     )
+    # Where replay reads Stripe's API; tests point it at a local stand-in.
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com", validation_alias="STRIPE_API_BASE"
+    )
+    # Stripe allows 100 requests/s live and 25/s in test mode (and per endpoint): stay under.
+    replay_requests_per_second: float = Field(
+        default=20.0, gt=0, le=100, validation_alias="LEDGER_REPLAY_REQUESTS_PER_SECOND"
+    )
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, validation_alias="LEDGER_WEBHOOK_TOLERANCE_SECONDS"
     )
@@ -130,6 +138,17 @@ class Settings(BaseSettings):
         for secret in secrets:
             check_webhook_secret(secret)
         return secrets
+
+    def api_key(self) -> str:
+        """The Stripe API key, checked; raises ConfigError naming what to set."""
+        if self.stripe_api_key is None or not self.stripe_api_key.get_secret_value():
+            raise ConfigError(
+                "STRIPE_API_KEY is not set: replay reads Stripe's API with a secret key (sk_...) "
+                "or a restricted key (rk_...) from Stripe Dashboard > Developers > API keys"
+            )
+        key = self.stripe_api_key.get_secret_value()
+        mode_of_key(key)
+        return key
 
     def mode(self) -> Mode | None:
         """The account's mode: from the API key when there is one, else STRIPE_MODE."""
