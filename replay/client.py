@@ -56,16 +56,22 @@ class StripeApi:
         requests_per_second: float = 20.0,
         attempts: int = len(_BACKOFF) + 1,
     ) -> None:
+        self._http = stripe.HTTPXClient()
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": base_url.rstrip("/")},
-            http_client=stripe.HTTPXClient(),
+            http_client=self._http,
             max_network_retries=0,
         )
         self._limiter = AsyncLimiter(max(requests_per_second, 1.0), 1.0)
         self._attempts = attempts
         self.api_version: str = stripe.api_version
         self.stats = ApiStats()
+
+    async def close(self) -> None:
+        """Close the connections (the synchronous pool too, which stripe-python opens)."""
+        self._http.close()
+        await self._http.close_async()
 
     async def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         for attempt in range(self._attempts):

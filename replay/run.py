@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import NewEvent, Source, parse_event
-from ledger.event_log import EventLog
+from ledger.event_log import EventLog, Outcome
 from ledger.schema import invoices
 from projections.runner import ProjectionRunner
 from replay.checkpoints import Checkpoint, Checkpoints
@@ -48,6 +48,9 @@ RESOURCES = (
     Resource("refunds", "/v1/refunds"),
     # Fees and net are not pushed as events: only listing balance transactions gives them.
     Resource("balance_transactions", "/v1/balance_transactions"),
+    # From API 2025-03-31 on, charges and invoices no longer name each other: invoice
+    # payments hold the link (https://docs.stripe.com/api/invoice-payment/list).
+    Resource("invoice_payments", "/v1/invoice_payments"),
     Resource("events", "/v1/events"),
 )
 
@@ -110,6 +113,13 @@ class Replay:
         self._checkpoints = Checkpoints(engine, account, window)
 
     async def run(self) -> ReplayReport:
+        """Run the backfill; the run owns `api` and closes it, however it ends."""
+        try:
+            return await self._run()
+        finally:
+            await self.api.close()
+
+    async def _run(self) -> ReplayReport:
         started = time.monotonic()
         checkpoints = await self._checkpoints.load([r.name for r in RESOURCES])
         report = ReplayReport({r.name: ResourceReport() for r in RESOURCES})
@@ -166,10 +176,10 @@ class Replay:
             records = await self._records(resource, page.objects)
             # One transaction per page, then the checkpoint: a crash between the two makes
             # the resumed run fetch the page again and find nothing new in it.
-            await self.log.append(records)
+            stored = await self._append(records)
             checkpoint.cursor = page.cursor
             checkpoint.fetched += len(page.objects)
-            checkpoint.appended += len(records)
+            checkpoint.appended += stored
             checkpoint.done = not page.has_more
             await self._checkpoints.save(checkpoint)
             report.fetched, report.appended = checkpoint.fetched, checkpoint.appended
@@ -227,6 +237,8 @@ class Replay:
                 fetched.append(await self._with_all_lines(invoice))
                 if row.subscription_id:
                     fetched.append(await self.api.get(f"/v1/subscriptions/{row.subscription_id}"))
+                if invoice.get("status") == "paid":
+                    fetched.extend(await self._payment_of(invoice))
             except StripeNotFound:
                 continue  # a deleted draft: nothing to revisit
             records = await changed_records(
@@ -237,5 +249,42 @@ class Replay:
                 api_version=self.api.api_version,
                 livemode=self.livemode,
             )
-            await self.log.append(records)
-            report.late_invoices_changed += len(records)
+            report.late_invoices_changed += await self._append(records)
+
+    async def _payment_of(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
+        """The cash behind a paid invoice: its invoice payments (API 2025-03-31 on), its
+        charges and their balance transactions (fees, and the date the cash moved)."""
+        found: list[dict[str, Any]] = []
+        charge_ids: set[str] = set()
+        intents: set[str] = set()
+        if isinstance(invoice.get("charge"), str):  # before 2025-03-31
+            charge_ids.add(invoice["charge"])
+        elif "charge" not in invoice:
+            payments = await all_objects(
+                self.api, "/v1/invoice_payments", {"invoice": invoice["id"]}
+            )
+            found.extend(payments)
+            for payment in payments:
+                details = payment.get("payment") or {}
+                if isinstance(details.get("charge"), str):
+                    charge_ids.add(details["charge"])
+                if isinstance(details.get("payment_intent"), str):
+                    intents.add(details["payment_intent"])
+        charges = [
+            charge
+            for intent in sorted(intents)
+            for charge in await all_objects(self.api, "/v1/charges", {"payment_intent": intent})
+        ]
+        known = {charge["id"] for charge in charges}
+        charges += [await self.api.get(f"/v1/charges/{c}") for c in sorted(charge_ids - known)]
+        for charge in charges:
+            found.append(charge)
+            transaction = charge.get("balance_transaction")
+            if isinstance(transaction, str):
+                found.append(await self.api.get(f"/v1/balance_transactions/{transaction}"))
+        return found
+
+    async def _append(self, records: list[NewEvent]) -> int:
+        """Append, and count what was new (Stripe's events may be duplicates here)."""
+        results = await self.log.append(records)
+        return sum(1 for r in results if r.outcome is Outcome.STORED)

@@ -13,9 +13,11 @@ from cli.main import app
 from tests.support.databases import TestDatabase
 
 
-async def invoke(database: TestDatabase, *args: str) -> tuple[int, str, str]:
+async def invoke(
+    database: TestDatabase, *args: str, extra_env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     runner = CliRunner()
-    env = database.environment() | {"LEDGER_REPORTING_CURRENCY": "usd"}
+    env = database.environment() | {"LEDGER_REPORTING_CURRENCY": "usd"} | (extra_env or {})
     result = await asyncio.to_thread(runner.invoke, app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 
