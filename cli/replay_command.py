@@ -88,13 +88,14 @@ def _progress() -> Progress:
 
 
 def _summary(report: ReplayReport) -> Table:
-    rate = report.fetched / report.seconds if report.seconds else 0.0
+    rate = report.fetched / report.fetch_seconds if report.fetch_seconds else 0.0
     table = Table(
         "resource",
         "fetched",
         "new or changed",
         title=(
-            f"replay: {report.fetched} objects in {report.seconds:.1f} s ({rate:.0f}/s), "
+            f"replay: {report.fetched} objects fetched in {report.fetch_seconds:.1f} s "
+            f"({rate:.0f} objects/s), projections caught up in {report.catch_up_seconds:.1f} s; "
             f"{report.requests} requests, {report.rate_limited} rate-limited, "
             f"{report.retried} retried"
         ),

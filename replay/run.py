@@ -72,6 +72,8 @@ class ReplayReport:
     rate_limited: int = 0
     retried: int = 0
     seconds: float = 0.0
+    fetch_seconds: float = 0.0  # listing and storing (what Stripe's rate limit bounds)
+    catch_up_seconds: float = 0.0  # the projections deriving what was stored
 
     @property
     def complete(self) -> bool:
@@ -139,11 +141,14 @@ class Replay:
                 await self._fetch(resource, checkpoint, resource_report)
             except (StripeUnavailable, StripeRefused) as exc:
                 resource_report.error = str(exc)
+        report.fetch_seconds = time.monotonic() - started
         try:
             await self._revisit_open_invoices(report)
         except (StripeUnavailable, StripeRefused) as exc:
             report.resources["invoices"].error = f"revisiting open invoices: {exc}"
+        caught_up = time.monotonic()
         await self.runner.catch_up(self.account)
+        report.catch_up_seconds += time.monotonic() - caught_up
         stats = self.api.stats
         report.requests, report.rate_limited, report.retried = (
             stats.requests,
@@ -219,7 +224,9 @@ class Replay:
         return {**invoice, "lines": {**lines, "data": every, "has_more": False}}
 
     async def _revisit_open_invoices(self, report: ReplayReport) -> None:
-        await self.runner.catch_up(self.account)
+        started = time.monotonic()
+        await self.runner.catch_up(self.account)  # the invoices table must know them all
+        report.catch_up_seconds += time.monotonic() - started
         i = invoices.c
         async with self.engine.connect() as conn:
             rows = (

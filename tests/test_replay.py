@@ -243,7 +243,7 @@ async def test_the_command_backfills_and_reports_its_throughput(
             database, fake, "replay", "--since", "2023-12-01", "--until", NOW.isoformat()
         )
     assert code == 0, err
-    assert "objects in" in out and "/s)" in out
+    assert "objects fetched in" in out and "objects/s" in out
     assert await stored(engine) > 0
 
 
