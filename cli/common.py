@@ -14,8 +14,9 @@ from ledger.engine import engine_from_settings
 from ledger.errors import LedgerUnavailable
 from ledger.settings import Settings, load_settings
 
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

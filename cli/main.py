@@ -6,6 +6,7 @@ Each command opens its own engine in its own event loop (engines are per loop).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -14,15 +15,17 @@ import uvicorn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cli.accounts_command import accounts_app
+from cli.check_command import check
 from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_document, explanation_tables
 from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
-from ledger.accounts import accounts_from_settings
+from ledger.accounts import Account, all_accounts
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
 from ledger.migrate import upgrade
-from ledger.settings import DEFAULT_ACCOUNT, ConfigError
+from ledger.settings import DEFAULT_ACCOUNT, ConfigError, check_webhook_secret
 from projections.queries import customer_story
 from projections.runner import ProjectionRunner
 
@@ -42,8 +45,10 @@ def _logs_to_stderr() -> None:
 
 
 app.add_typer(fx_app, name="fx")
+app.add_typer(accounts_app, name="accounts")
 app.command()(metrics)
 app.command()(replay)
+app.command()(check)
 
 
 @app.command()
@@ -51,16 +56,30 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    reconcile: Annotated[
+        str | None,
+        typer.Option(help="Replay a trailing window in the background: hourly, daily or weekly."),
+    ] = None,
 ) -> None:
     """Apply pending migrations, then serve the webhook endpoint."""
+    if reconcile is not None:
+        if reconcile not in ("hourly", "daily", "weekly"):
+            errors.print("[red]--reconcile must be hourly, daily or weekly[/red]")
+            raise typer.Exit(2)
+        os.environ["LEDGER_RECONCILE"] = reconcile  # read by each worker process
     settings = load_cli_settings()
     configure_logging(settings.log_level)
+    with_engine(settings, upgrade)
+
+    async def configured(engine: AsyncEngine) -> dict[str, Account]:
+        return await all_accounts(engine, settings)
+
     try:
-        accounts_from_settings(settings)
+        if not with_engine(settings, configured):
+            check_webhook_secret("")  # no account at all: say what to set
     except ConfigError as exc:
         errors.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(2) from None
-    with_engine(settings, upgrade)
     uvicorn.run(
         "cli.server:create_served_app",
         factory=True,

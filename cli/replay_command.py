@@ -12,8 +12,9 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.common import console, errors, load_cli_settings, with_engine
+from ledger.accounts import all_accounts
 from ledger.logs import configure_logging
-from ledger.settings import DEFAULT_ACCOUNT, ConfigError, Mode
+from ledger.settings import DEFAULT_ACCOUNT, ConfigError, Mode, Settings
 from projections.periods import PeriodError, parse_instant
 from replay.client import StripeApi
 from replay.run import RESOURCES, Replay, ReplayReport, ResourceReport
@@ -31,8 +32,7 @@ def replay(
     interrupted run stopped."""
     settings = load_cli_settings()
     try:
-        key = settings.api_key()
-        mode = settings.mode()
+        key, mode = with_engine(settings, lambda engine: credentials(engine, settings, account))
         start = parse_instant(since)
         end = parse_instant(until) if until else datetime.now(UTC)
     except (ConfigError, PeriodError) as exc:
@@ -73,6 +73,25 @@ def replay(
                 errors.print(f"[red]{name}: {resource.error}[/red]")
         errors.print("replay incomplete: run the same command again to resume")
         raise typer.Exit(1)
+
+
+async def credentials(
+    engine: AsyncEngine, settings: Settings, account: str
+) -> tuple[str, Mode | None]:
+    """The API key and mode to read `account` with: its stored key, else STRIPE_API_KEY
+    for the environment's default account."""
+    known = (await all_accounts(engine, settings)).get(account)
+    if known is not None and not known.enabled:
+        raise ConfigError(
+            f"account {account!r} is disabled: `stripe-ledger accounts enable {account}`"
+        )
+    if known is not None and known.api_key:
+        return known.api_key, known.mode
+    if account != DEFAULT_ACCOUNT:
+        raise ConfigError(
+            f"account {account!r} has no API key: add it with `stripe-ledger accounts add`"
+        )
+    return settings.api_key(), settings.mode()
 
 
 def _progress() -> Progress:

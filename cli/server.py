@@ -6,10 +6,11 @@ from functools import partial
 
 from starlette.applications import Starlette
 
+from cli.reconcile import EVERY, reconciler
 from ledger.logs import configure_logging
 from ledger.settings import load_settings
 from projections.worker import projection_worker
-from webhooks.app import create_app
+from webhooks.app import Companion, create_app
 
 
 def create_served_app() -> Starlette:
@@ -17,4 +18,7 @@ def create_served_app() -> Starlette:
     settings = load_settings()
     configure_logging(settings.log_level)
     worker = partial(projection_worker, reporting_currency=settings.reporting_currency)
-    return create_app(settings, companions=[worker])
+    companions: list[Companion] = [worker]
+    if settings.reconcile != "off":
+        companions.append(reconciler(settings, EVERY[settings.reconcile]))
+    return create_app(settings, companions=companions)

@@ -115,6 +115,53 @@ IMMUTABLE_TABLES = ("ledger_events", "ledger_conflicts")
 
 # --- Per-account choices and reference data (not derived: set by the operator).
 
+# Accounts beyond the environment's `default`: each with its own webhook URL, secrets
+# (encrypted with LEDGER_SECRET_KEY), mode and settings. Disabled accounts keep their
+# history and figures but receive and fetch nothing.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("mode", String(8), nullable=False),
+    Column("api_key_encrypted", Text),
+    Column("webhook_secrets_encrypted", Text),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Alerts on any figure: a threshold (`above`/`below` a value) or a change (`up`/`down`/
+# `either` by a percentage against the previous period). Each fires once per crossing.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("condition", String(8), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("webhook_url", Text),
+    Column("firing", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+alert_firings = Table(
+    "alert_firings",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("alert_id", Position, nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("observed", String(64)),
+    Column("message", Text, nullable=False),
+    Column("delivered", Boolean, nullable=False),
+    Column("delivery_error", Text),
+    sqlite_autoincrement=True,
+)
+
 account_settings = Table(
     "account_settings",
     metadata,
@@ -367,6 +414,34 @@ disputes = Table(
     Column("position", Position, nullable=False),
 )
 
+# The activity stream (what the old KISSmetrics import sent, without its shortcomings):
+# one row per billing, upgrade, downgrade, cancellation and reactivation of every
+# subscription of a customer, named by the customer's email where Stripe has one.
+activity = Table(
+    "activity",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("account", String(64), nullable=False),
+    Column("customer_id", String(255), nullable=False),
+    Column("identity", String(512), nullable=False),
+    Column("event_name", String(64), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("subscription_id", String(255)),
+    Column("invoice_id", String(255)),
+    Column("amount", BigInteger),  # minor units of `currency`: what was actually billed
+    Column("currency", String(3)),
+    Column("billing_months", String(32)),  # exact decimal: 1 monthly, 12 yearly, 0.25 weekly
+    Column("plan", String(512)),
+    Column("mrr_before_exact", String(128)),
+    Column("mrr_after_exact", String(128)),
+    Column("cancellation_reason", String(64)),
+    Column("cancellation_feedback", String(64)),
+    Column("cancellation_comment", Text),
+    Column("event_ids", Text, nullable=False),
+)
+Index(None, activity.c.account, activity.c.occurred_at)
+Index(None, activity.c.account, activity.c.customer_id)
+
 # One row per account and calendar month, every figure of `stripe-ledger metrics --json`:
 # money and rates as exact decimal strings (NUMERIC on PostgreSQL), counts as integers.
 MONTHLY_MONEY = (
@@ -427,5 +502,6 @@ CUSTOMER_READ_MODELS = (
     subscription_states,
     customer_mrr,
     mrr_movements,
+    activity,
     *CASH_READ_MODELS,
 )

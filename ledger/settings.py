@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -37,7 +37,7 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
-def mode_of_key(key: str) -> Mode:
+def mode_of_key(key: str, source: str = "STRIPE_API_KEY") -> Mode:
     """The mode a Stripe API key works in, or a ConfigError naming the key to use instead."""
     if key.startswith(("sk_test_", "rk_test_")):
         return Mode.TEST
@@ -45,12 +45,12 @@ def mode_of_key(key: str) -> Mode:
         return Mode.LIVE
     if key.startswith("pk_"):
         raise ConfigError(
-            "STRIPE_API_KEY is a publishable key (pk_...), which cannot read billing data: "
+            f"{source} is a publishable key (pk_...), which cannot read billing data: "
             "copy the secret key (sk_...) or a restricted key (rk_...) from Stripe Dashboard "
             "> Developers > API keys"
         )
     raise ConfigError(
-        "STRIPE_API_KEY is not a Stripe secret or restricted key: it must start with "
+        f"{source} is not a Stripe secret or restricted key: it must start with "
         "sk_test_, sk_live_, rk_test_ or rk_live_ (Stripe Dashboard > Developers > API keys)"
     )
 
@@ -84,6 +84,8 @@ class Settings(BaseSettings):
         default=(), validation_alias="STRIPE_WEBHOOK_SECRET"
     )
     stripe_api_key: SecretStr | None = Field(default=None, validation_alias="STRIPE_API_KEY")
+    # Encrypts the API keys and signing secrets of accounts stored in the database.
+    ledger_secret_key: SecretStr | None = Field(default=None, validation_alias="LEDGER_SECRET_KEY")
     # Without an API key the mode can be stated; with neither, both modes are accepted.
     stripe_mode: Mode | None = Field(default=None, validation_alias="STRIPE_MODE")
 
@@ -98,6 +100,10 @@ class Settings(BaseSettings):
     # Stripe allows 100 requests/s live and 25/s in test mode (and per endpoint): stay under.
     replay_requests_per_second: float = Field(
         default=20.0, gt=0, le=100, validation_alias="LEDGER_REPLAY_REQUESTS_PER_SECOND"
+    )
+    # `serve --reconcile`: replay a trailing window in the background this often.
+    reconcile: Literal["off", "hourly", "daily", "weekly"] = Field(
+        default="off", validation_alias="LEDGER_RECONCILE"
     )
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, validation_alias="LEDGER_WEBHOOK_TOLERANCE_SECONDS"
@@ -119,7 +125,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("stripe_api_key", mode="before")
+    @field_validator("stripe_api_key", "ledger_secret_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,15 @@ class StripeRefused(Exception):
 
 class StripeNotFound(StripeRefused):
     """The object is gone (a deleted draft invoice, say)."""
+
+
+class StripeForbidden(StripeRefused):
+    """A restricted key lacks a permission; `permission` is Stripe's name for it."""
+
+    def __init__(self, path: str, permission: str | None) -> None:
+        needed = f"the {permission} permission" if permission else "a read permission"
+        super().__init__(f"{path}: the key lacks {needed}")
+        self.permission = permission
 
 
 @dataclass
@@ -90,7 +100,11 @@ class StripeApi:
                     if status is not None and status < 500:
                         raise StripeRefused(f"{path}: {exc.user_message or 'refused'}") from None
                     delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
-                except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+                except stripe.PermissionError as exc:
+                    # Stripe names the permission (and echoes part of the key: not repeated).
+                    found = re.search(r"rak_[a-z_]+", str(exc.user_message or ""))
+                    raise StripeForbidden(path, found.group(0) if found else None) from None
+                except stripe.AuthenticationError as exc:
                     raise StripeRefused(
                         f"{path}: {exc.user_message or 'the key was refused'} (check "
                         "STRIPE_API_KEY and, for a restricted key, its read permissions)"

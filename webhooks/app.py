@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ledger.accounts import Account, accounts_from_settings
+from ledger.accounts import Account, accounts_from_settings, all_accounts
 from ledger.engine import engine_from_settings, ping
 from ledger.envelope import Source, parse_event
 from ledger.errors import LedgerUnavailable, MalformedEvent
@@ -34,15 +34,36 @@ from webhooks.verify import BadSignature, verify_signature
 log = get_logger("webhooks")
 
 
+# An unknown account name reloads the stored accounts, at most this often, so an account
+# added with `stripe-ledger accounts add` is served without a restart.
+_RELOAD_SECONDS = 5.0
+
+
 @dataclass
 class Runtime:
     """What the handlers need, built in the lifespan (engines belong to one event loop)."""
 
     settings: Settings
-    accounts: Mapping[str, Account]
+    accounts: dict[str, Account]
     engine: AsyncEngine
     log: EventLog
     committer: GroupCommitter
+    # Shared with the companions (the projection worker reads it on every round).
+    account_names: list[str]
+    reloaded_at: float = 0.0
+
+    async def account(self, name: str) -> Account | None:
+        found = self.accounts.get(name)
+        if found is None and time.monotonic() - self.reloaded_at > _RELOAD_SECONDS:
+            self.reloaded_at = time.monotonic()
+            self.accounts = await all_accounts(self.engine, self.settings)
+            self.account_names[:] = enabled_names(self.accounts)
+            found = self.accounts.get(name)
+        return found
+
+
+def enabled_names(known: Mapping[str, Account]) -> list[str]:
+    return sorted(name for name, account in known.items() if account.enabled)
 
 
 def _refuse(status: int, reason: str, **fields: object) -> JSONResponse:
@@ -54,9 +75,14 @@ async def receive_event(request: Request) -> JSONResponse:
     started = time.perf_counter()
     runtime: Runtime = request.app.state.runtime
     account_name = request.path_params.get("account", DEFAULT_ACCOUNT)
-    account = runtime.accounts.get(account_name)
+    try:
+        account = await runtime.account(account_name)
+    except LedgerUnavailable:
+        return JSONResponse({"error": "ledger unavailable, retry later"}, status_code=503)
     if account is None:
         return _refuse(404, f"unknown account {account_name!r}", account=account_name[:64])
+    if not account.enabled:
+        return _refuse(403, f"account {account_name!r} is disabled", account=account_name)
     settings = runtime.settings
     try:
         body = await read_limited(request, settings.max_body_bytes)
@@ -131,15 +157,20 @@ def create_app(
 ) -> Starlette:
     """The app; settings come from the environment unless given (tests give them)."""
     settings = settings or load_settings()
-    accounts = accounts_from_settings(settings)  # refuse to start without a usable secret
+    accounts_from_settings(settings)  # refuse to start with an unusable secret or key
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = engine_from_settings(settings)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(engine.dispose)
+            try:
+                known = await all_accounts(engine, settings)
+            except LedgerUnavailable:  # serve anyway: deliveries get 503 until it is back
+                known = accounts_from_settings(settings)
+            names = enabled_names(known)
             wakers = [
-                await stack.enter_async_context(companion(engine, list(accounts)))
+                await stack.enter_async_context(companion(engine, names))
                 for companion in companions
             ]
 
@@ -151,7 +182,7 @@ def create_app(
             committer = GroupCommitter(event_log, max_batch=settings.max_batch, on_commit=committed)
             await committer.start()
             stack.push_async_callback(committer.stop)
-            app.state.runtime = Runtime(settings, accounts, engine, event_log, committer)
+            app.state.runtime = Runtime(settings, known, engine, event_log, committer, names)
             yield
 
     routes = [

@@ -17,7 +17,8 @@ async def invoke(
     database: TestDatabase, *args: str, extra_env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
     runner = CliRunner()
-    env = database.environment() | {"LEDGER_REPORTING_CURRENCY": "usd"} | (extra_env or {})
+    env = database.environment() | {"LEDGER_REPORTING_CURRENCY": "usd", "COLUMNS": "200"}
+    env |= extra_env or {}
     result = await asyncio.to_thread(runner.invoke, app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 

@@ -88,6 +88,10 @@ class FakeApi:
         self._admitted: deque[float] = deque()
         self._log: list[LoggedRequest] = []
         self._count = 0
+        # Restricted keys and the resources they may not read (answered 403 as Stripe does).
+        self.denied: dict[str, set[str]] = {}
+        # What `GET /v1/webhook_endpoints` lists.
+        self.webhook_endpoints: list[Json] = []
 
     @property
     def requests(self) -> list[LoggedRequest]:
@@ -112,6 +116,7 @@ class FakeApi:
             digest = hashlib.sha256(f"{self._seed}|{self._count}".encode()).hexdigest()
         try:
             _authenticate(authorization)
+            self._check_permission(authorization, path)
             self._admit()
             self._maybe_fail()
             if method != "GET":
@@ -127,6 +132,20 @@ class FakeApi:
         with self._lock:
             self._log.append(LoggedRequest(method, path, dict(items), reply.status))
         return reply
+
+    def _check_permission(self, authorization: str | None, path: str) -> None:
+        key = (authorization or "").removeprefix("Bearer ").strip()
+        parts = path.strip("/").split("/")
+        resource = parts[1] if len(parts) > 1 else ""
+        if resource in self.denied.get(key, set()):
+            permission = f"rak_{resource.rstrip('s')}_read"
+            raise StripeError(
+                403,
+                "invalid_request_error",
+                f"The provided key '{key[:8]}***{key[-4:]}' does not have the required "
+                f"permissions for this endpoint on account 'acct_fake'. Having the "
+                f"'{permission}' permission would allow this request to continue.",
+            )
 
     # faults ----------------------------------------------------------------------------
 
@@ -166,6 +185,9 @@ class FakeApi:
 
     def _route(self, path: str, query: Query) -> bytes:
         parts = path.strip("/").split("/")
+        if parts == ["v1", "webhook_endpoints"]:
+            listed = {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False}
+            return orjson.dumps({**listed, "data": self.webhook_endpoints})
         if len(parts) < 2 or parts[0] != "v1" or parts[1] not in RESOURCES:
             raise _unrecognized("GET", path)
         resource = parts[1]

@@ -46,6 +46,16 @@ class FakeStripe:
         self._api.clear_requests()
 
     @property
+    def denied(self) -> dict[str, set[str]]:
+        """Restricted keys and the resources (e.g. "charges") they may not read."""
+        return self._api.denied
+
+    @property
+    def webhook_endpoints(self) -> list[dict[str, object]]:
+        """What `GET /v1/webhook_endpoints` lists; append endpoint objects to it."""
+        return self._api.webhook_endpoints
+
+    @property
     def rate_limit_per_second(self) -> float | None:
         return self._api.rate_limit_per_second
 
