@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.common import console, errors, load_cli_settings, with_engine
+from ledger.accounts import all_accounts
 from ledger.engine import write_transaction
 from ledger.schema import projection_positions
 from ledger.settings import DEFAULT_ACCOUNT
@@ -76,6 +77,13 @@ def metrics(
         raise typer.Exit(2) from None
 
     async def work(engine: AsyncEngine) -> list[dict[str, Any]]:
+        documents = await compute(engine)
+        known = (await all_accounts(engine, settings)).get(account)
+        mode = known.mode.value if known is not None and known.mode is not None else None
+        # Test-mode figures are labelled wherever they are shown.
+        return [{**document, "mode": mode} for document in documents]
+
+    async def compute(engine: AsyncEngine) -> list[dict[str, Any]]:
         await ProjectionRunner(engine, reporting_currency=settings.reporting_currency).catch_up(
             account
         )
@@ -117,9 +125,10 @@ def _table(document: dict[str, Any]) -> Table:
         if "as_of" in document
         else f"{document['period_start']} .. {document['period_end']}"
     )
-    table = Table("figure", "value", title=f"{title} ({document['currency']})")
+    label = " — TEST MODE" if document.get("mode") == "test" else ""
+    table = Table("figure", "value", title=f"{title} ({document['currency']}){label}")
     for key, value in document.items():
-        if key in ("period_start", "period_end", "as_of", "currency"):
+        if key in ("period_start", "period_end", "as_of", "currency", "mode"):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items() if v)

@@ -260,3 +260,25 @@ def test_a_full_run_never_prints_or_logs_a_secret(database: TestDatabase, tmp_pa
     assert "webhook_stored" in everything  # the logs were captured
     for secret in (TEST_KEY, LIVE_KEY, OTHER_SECRET, SECRET_KEY, "Publ1shPubl1sh"):
         assert secret not in everything
+
+
+async def test_figures_of_a_test_mode_account_are_labelled(
+    database: TestDatabase, engine: AsyncEngine
+) -> None:
+    await cli(
+        database,
+        "accounts",
+        "add",
+        "staging",
+        "--api-key",
+        TEST_KEY,
+        "--webhook-secret",
+        OTHER_SECRET,
+    )
+    code, out, err = await cli(
+        database, "metrics", "--period", "2025-01", "--account", "staging", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["mode"] == "test"
+    code, table, _ = await cli(database, "metrics", "--period", "2025-01", "--account", "staging")
+    assert "TEST MODE" in table
