@@ -22,6 +22,7 @@ from ledger.event_log import after_position, row_to_event
 from ledger.schema import CUSTOMER_READ_MODELS, projection_positions
 from projections import routing
 from projections.account_config import AccountConfig, load_config
+from projections.activity import activity_read_model
 from projections.cash import cash_rows
 from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
@@ -149,7 +150,11 @@ class ProjectionRunner:
                 events = [row_to_event(row) for row in group]
                 facts = read_customer_facts(account, customer_id, events)
                 history = derive_customer_history(facts, config.settings)
-                derived = rows_for(facts, history) | cash_rows(account, customer_id, events)
+                derived = (
+                    rows_for(facts, history)
+                    | cash_rows(account, customer_id, events)
+                    | activity_read_model(facts, history)
+                )
                 for table, table_rows in derived.items():
                     new[table].extend(table_rows)
             for table, table_rows in new.items():
