@@ -16,6 +16,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.accounts_command import accounts_app
+from cli.activity_command import activity_app
+from cli.alerts_command import alerts_app
 from cli.check_command import check
 from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_document, explanation_tables
@@ -46,6 +48,8 @@ def _logs_to_stderr() -> None:
 
 app.add_typer(fx_app, name="fx")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(activity_app, name="activity")
 app.command()(metrics)
 app.command()(replay)
 app.command()(check)

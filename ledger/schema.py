@@ -430,7 +430,7 @@ activity = Table(
     Column("invoice_id", String(255)),
     Column("amount", BigInteger),  # minor units of `currency`: what was actually billed
     Column("currency", String(3)),
-    Column("billing_months", String(32)),  # exact decimal: 1 monthly, 12 yearly, 0.25 weekly
+    Column("billing_months", String(32)),  # 4 places: 1 monthly, 12 yearly, 0.2308 weekly
     Column("plan", String(512)),
     Column("mrr_before_exact", String(128)),
     Column("mrr_after_exact", String(128)),

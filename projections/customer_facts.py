@@ -94,6 +94,7 @@ class CustomerFacts:
     account: str
     customer_id: str
     customer: Customer | None = None
+    customer_evidence: Evidence | None = None
     deleted_at: datetime | None = None
     subscriptions: dict[str, list[SubscriptionSnapshot]] = field(default_factory=dict)
     discounts: list[DiscountFact] = field(default_factory=list)
@@ -149,7 +150,12 @@ def _read_into(
             facts.invoices.setdefault(invoice.id, []).append(InvoiceFact(invoice, evidence))
     elif kind == "customer":
         customer = read_customer(obj)
-        if facts.customer is None or not customer.deleted:
+        # The newest rendering in business order wins, not the last to arrive; a deleted
+        # customer's stub (id only) never replaces what was known of them.
+        newer = facts.customer_evidence is None or evidence > facts.customer_evidence
+        if not customer.deleted and (facts.customer is None or newer):
+            facts.customer, facts.customer_evidence = customer, evidence
+        elif facts.customer is None:
             facts.customer = customer
         if customer.deleted or event_type == "customer.deleted":
             facts.deleted_at = min(filter(None, (facts.deleted_at, evidence.created)))

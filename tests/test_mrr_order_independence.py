@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.envelope import NewEvent
+from ledger.envelope import NewEvent, Source, parse_event
 from ledger.event_log import StoredEvent
 from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
@@ -18,7 +18,9 @@ from projections.metric_settings import DEFAULT, STRIPE_COMPAT, MetricSettings
 from projections.read_model_rows import rows_for
 from tests.support.feeding import ledger_events
 from tests.support.scenarios import ALL_SCENARIOS, Scenario
+from tests.support.signing import encode, fresh_id
 from tests.support.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
+from tests.support.stripe_fixtures import event_2020
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 _ARRIVAL_DEPENDENT = {"positions", "position", "first_seen"}
@@ -138,3 +140,22 @@ def test_a_late_cancellation_lands_at_its_ended_at_not_its_arrival() -> None:
     tables = read_models(delivered(events, order), DEFAULT)
     movements = sorted(dict(m)["effective_at"] for m in tables["mrr_movements"])
     assert movements == [start, start + timedelta(days=10)]
+
+
+def test_a_customers_newest_email_wins_whatever_the_arrival_order() -> None:
+    older, newer = (
+        fresh_id(event_2020("customer_updated")),
+        fresh_id(event_2020("customer_updated")),
+    )
+    newer["created"] = older["created"] + 60
+    older["data"]["object"]["email"], newer["data"]["object"]["email"] = (
+        "old@acme.io",
+        "new@acme.io",
+    )
+    events = [
+        parse_event(encode(e), account="default", source=Source.WEBHOOK) for e in (older, newer)
+    ]
+    for order in ([0, 1], [1, 0]):
+        stored = delivered(events, order)
+        facts = read_customer_facts("default", stored[0].customer_id or "", stored)
+        assert facts.customer is not None and facts.customer.email == "new@acme.io"
