@@ -14,6 +14,7 @@ from ledger.schema import ledger_events
 from projections import metrics
 from projections.account_config import load_config
 from projections.fx import MissingRate, load_rates
+from projections.runner import ProjectionRunner
 from replay.client import StripeApi, StripeForbidden, StripeRefused, StripeUnavailable
 
 # What replay lists; a restricted key needs read access to each.
@@ -149,6 +150,8 @@ def _endpoint(endpoint: dict[str, Any], account: str, public_url: str | None) ->
 async def _check_ledger(
     engine: AsyncEngine, report: CheckReport, account: str, reporting_currency: str
 ) -> None:
+    # The figures must include what was stored since the projections last ran.
+    await ProjectionRunner(engine, reporting_currency=reporting_currency).catch_up(account)
     e = ledger_events.c
     async with engine.connect() as conn:
         last = (
