@@ -11,7 +11,7 @@ import io
 import json
 import random
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -30,7 +30,13 @@ from projections.money import major_units
 from projections.runner import ProjectionRunner
 from tests.support.cli_runner import invoke
 from tests.support.databases import TestDatabase
-from tests.support.feeding import ACCOUNT, chunks, ledger_events, shuffled_with_duplicates
+from tests.support.feeding import (
+    ACCOUNT,
+    as_stored,
+    chunks,
+    ledger_events,
+    shuffled_with_duplicates,
+)
 from tests.support.scenarios import ALL_SCENARIOS, Scenario, at
 from tests.support.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 
@@ -304,31 +310,9 @@ async def test_the_identity_is_the_customer_id_when_stripe_has_no_email(
 # --- a function of the set of events -------------------------------------------------------
 
 
-def _stored(events: list[NewEvent]) -> list[StoredEvent]:
-    received = datetime(2026, 1, 1, tzinfo=UTC)
-    return [
-        StoredEvent(
-            position=position,
-            account=e.account,
-            event_id=e.event_id,
-            type=e.type,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            customer_id=e.customer_id,
-            livemode=e.livemode,
-            api_version=e.api_version,
-            created=e.created,
-            received_at=received,
-            source=e.source,
-            payload=e.payload,
-        )
-        for position, e in enumerate(events, start=1)
-    ]
-
-
 def _all_rows(events: list[NewEvent]) -> list[dict[str, Any]]:
     by_customer: dict[str, list[StoredEvent]] = defaultdict(list)
-    for event in _stored(events):
+    for event in as_stored(events):
         if event.customer_id:
             by_customer[event.customer_id].append(event)
     rows = []

@@ -17,13 +17,8 @@ from ledger.envelope import NewEvent, Source
 from ledger.event_log import StoredEvent
 from ledger.schema import CASH_READ_MODELS, disputes, invoices, payments, refunds
 from projections.cash import cash_rows
-from projections.stripe_fields import (
-    read_balance_transaction,
-    read_dispute,
-    read_invoice_payment,
-    read_refund,
-)
-from tests.support.feeding import ledger_events, shuffled_with_duplicates
+from projections.routing import refers_to
+from tests.support.feeding import as_stored, ledger_events, shuffled_with_duplicates
 from tests.support.scenarios import ALL_SCENARIOS
 from tests.support.stripe_account import LAYOUTS, OLD, SNAPSHOT_TYPE
 from tests.support.stripe_fixtures import resource
@@ -37,45 +32,9 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
-def stored(events: Sequence[NewEvent]) -> list[StoredEvent]:
-    """The events in this arrival order, with the positions the ledger would give them."""
-    return [
-        StoredEvent(
-            position=position,
-            account=e.account,
-            event_id=e.event_id,
-            type=e.type,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            customer_id=e.customer_id,
-            livemode=e.livemode,
-            api_version=e.api_version,
-            created=e.created,
-            received_at=RECEIVED,
-            source=e.source,
-            payload=e.payload,
-        )
-        for position, e in enumerate(events, start=1)
-    ]
-
-
 @cache
 def scenario_events(name: str, layout: str) -> tuple[NewEvent, ...]:
     return tuple(ledger_events(ALL_SCENARIOS[name](layout)))
-
-
-def _refers_to(event: StoredEvent) -> str | None:
-    obj = orjson.loads(event.payload)["data"]["object"]
-    kind = obj["object"]
-    if kind == "refund":
-        return read_refund(obj).charge
-    if kind == "dispute":
-        return read_dispute(obj).charge
-    if kind == "balance_transaction":
-        return read_balance_transaction(obj).source
-    if kind == "invoice_payment":
-        return read_invoice_payment(obj).invoice
-    return None
 
 
 def by_customer(events: Sequence[StoredEvent]) -> dict[str, list[StoredEvent]]:
@@ -93,7 +52,7 @@ def by_customer(events: Sequence[StoredEvent]) -> dict[str, list[StoredEvent]]:
     while pending:
         waiting = []
         for event in pending:
-            owner = owners.get(_refers_to(event) or "")
+            owner = owners.get(refers_to(event) or "")
             if owner is None:
                 waiting.append(event)
                 continue
@@ -115,7 +74,7 @@ def tables(events: Sequence[StoredEvent]) -> Tables:
 
 
 def cash(name: str, layout: str) -> Tables:
-    return tables(stored(scenario_events(name, layout)))
+    return tables(as_stored(scenario_events(name, layout)))
 
 
 def invoice_of(result: Tables, customer_id: str, created: datetime | None = None) -> Row:
@@ -142,7 +101,7 @@ def test_every_cash_table_is_present_even_without_events() -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_rows_have_exactly_the_table_columns_but_surrogate_ids(layout: str) -> None:
-    events = stored(scenario_events("S7", layout))
+    events = as_stored(scenario_events("S7", layout))
     for customer_id, own in by_customer(events).items():
         for table, rows in cash_rows("default", customer_id, own).items():
             columns = {c.name for c in table.c} - {"id"}
@@ -253,7 +212,7 @@ def test_s7_voided_one_off_invoice_history_is_open_then_void(layout: str) -> Non
 
 def test_a_refund_known_only_from_its_charge_still_gets_a_row() -> None:
     # The old layout nests refunds in `charge.refunds`; drop the refund's own event.
-    events = [e for e in stored(scenario_events("S7", OLD)) if e.type != "refund.created"]
+    events = [e for e in as_stored(scenario_events("S7", OLD)) if e.type != "refund.created"]
     own = [e for e in events if e.customer_id == "cus_T" or e.type == SNAPSHOT_TYPE]
     [refund] = cash_rows("default", "cus_T", own)[refunds]
     assert (refund["amount"], refund["fee"], refund["refunded_at"]) == (
@@ -295,10 +254,10 @@ def without_positions(result: Tables) -> dict[str, list[Any]]:
 @pytest.mark.parametrize("name", ["S1", "S2", "S3", "S7", "S8"])
 def test_shuffled_and_duplicated_events_give_identical_rows(name: str, layout: str) -> None:
     events = list(scenario_events(name, layout))
-    baseline = without_positions(tables(stored(events)))
+    baseline = without_positions(tables(as_stored(events)))
     for seed in range(5):
         arrival = shuffled_with_duplicates(events, random.Random(seed), duplicates=0.3)
-        assert without_positions(tables(stored(arrival))) == baseline, seed
+        assert without_positions(tables(as_stored(arrival))) == baseline, seed
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -306,14 +265,14 @@ def test_a_snapshot_arriving_before_its_charge_still_gives_the_fee(layout: str) 
     events = list(scenario_events("S2", layout))
     snapshots_first = sorted(events, key=lambda e: e.type != SNAPSHOT_TYPE)
     assert snapshots_first[0].type == SNAPSHOT_TYPE
-    payments = tables(stored(snapshots_first))["payments"]
+    payments = tables(as_stored(snapshots_first))["payments"]
     assert sum(p["fee"] for p in payments if p["paid"]) == 1134
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_without_its_snapshot_a_charge_has_no_fee_and_its_own_date(layout: str) -> None:
     events = [e for e in scenario_events("S2", layout) if e.type != SNAPSHOT_TYPE]
-    paid = [p for p in tables(stored(events))["payments"] if p["paid"]]
+    paid = [p for p in tables(as_stored(events))["payments"] if p["paid"]]
     assert {p["fee"] for p in paid} == {None}
     assert utc(2025, 3, 25, 9) in {p["paid_at"] for p in paid}
 
@@ -323,7 +282,7 @@ def test_invoice_events_in_one_second_resolve_by_status_not_arrival(layout: str)
     # S1's first invoices are created, finalized and paid within one second.
     events = list(scenario_events("S1", layout))
     for arrival in (events, events[::-1]):
-        invoice = invoice_of(tables(stored(arrival)), "cus_A")
+        invoice = invoice_of(tables(as_stored(arrival)), "cus_A")
         assert invoice["status"] == "paid"
 
 

@@ -16,36 +16,18 @@ from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
 from projections.metric_settings import DEFAULT, STRIPE_COMPAT, MetricSettings
 from projections.read_model_rows import rows_for
-from tests.support.feeding import ledger_events
+from tests.support.feeding import as_stored, ledger_events
 from tests.support.scenarios import ALL_SCENARIOS, Scenario
 from tests.support.signing import encode, fresh_id
 from tests.support.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 from tests.support.stripe_fixtures import event_2020
 
-RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 _ARRIVAL_DEPENDENT = {"positions", "position", "first_seen"}
 
 
 def delivered(events: list[NewEvent], order: list[int]) -> list[StoredEvent]:
     """The events in this arrival order, with the positions the ledger would give them."""
-    return [
-        StoredEvent(
-            position=position,
-            account=e.account,
-            event_id=e.event_id,
-            type=e.type,
-            object_type=e.object_type,
-            object_id=e.object_id,
-            customer_id=e.customer_id,
-            livemode=e.livemode,
-            api_version=e.api_version,
-            created=e.created,
-            received_at=RECEIVED,
-            source=e.source,
-            payload=e.payload,
-        )
-        for position, e in enumerate((events[i] for i in order), start=1)
-    ]
+    return as_stored([events[i] for i in order])
 
 
 def read_models(stored: list[StoredEvent], metric_settings: MetricSettings) -> dict[str, Any]:

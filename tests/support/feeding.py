@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import NewEvent, Source, parse_event
+from ledger.event_log import StoredEvent
 from ledger.schema import CUSTOMER_READ_MODELS
 from projections.metric_settings import PROFILES, MetricSettings
 from tests.support.scenarios import Expected, Scenario
@@ -27,6 +29,32 @@ def ledger_events(scenario: Scenario) -> list[NewEvent]:
             parse_event(encode(e), account=ACCOUNT, source=Source.BACKFILL)
             for e in scenario.backfill
         ),
+    ]
+
+
+RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def as_stored(events: Sequence[NewEvent]) -> list[StoredEvent]:
+    """The events as the ledger would hand them back, positions in this arrival order:
+    for tests of the pure derivations, without a database."""
+    return [
+        StoredEvent(
+            position=position,
+            account=e.account,
+            event_id=e.event_id,
+            type=e.type,
+            object_type=e.object_type,
+            object_id=e.object_id,
+            customer_id=e.customer_id,
+            livemode=e.livemode,
+            api_version=e.api_version,
+            created=e.created,
+            received_at=RECEIVED,
+            source=e.source,
+            payload=e.payload,
+        )
+        for position, e in enumerate(events, start=1)
     ]
 
 
