@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -49,8 +50,11 @@ def replay(
     with _progress() as progress:
         tasks = {r.name: progress.add_task(r.name, total=1.0, counts="") for r in RESOURCES}
 
+        started = time.monotonic()
+
         def show(name: str, report: ResourceReport) -> None:
-            counts = f"{report.fetched} fetched, {report.appended} new"
+            rate = report.fetched / max(time.monotonic() - started, 1e-6)
+            counts = f"{report.fetched} fetched ({rate:.0f}/s), {report.appended} new"
             progress.update(tasks[name], completed=report.progress, counts=counts)
 
         async def work(engine: AsyncEngine) -> ReplayReport:
