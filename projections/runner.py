@@ -34,7 +34,8 @@ PROJECTION = "customers"
 # Per-account lock key space for PostgreSQL advisory locks: one runner per account at a
 # time across every process; a second one waits instead of writing beside it.
 _RUNNER_LOCK_CLASS = 0x5354_5052  # "STPR"
-_CUSTOMERS_PER_QUERY = 500
+# Memory is bounded by one chunk of customers and their events, not by the ledger.
+_CUSTOMERS_PER_QUERY = 100
 # Columns that say where a row came from rather than what it says.
 _PROVENANCE = {"id", "event_id", "event_ids", "position", "positions"}
 
