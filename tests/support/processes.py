@@ -58,9 +58,7 @@ def serving(env: dict[str, str], cwd: Path, *extra: str) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"serve exited early:\n{process.stdout.read() if process.stdout else ''}"
-                )
+                raise RuntimeError(f"serve exited early:\n{log_path.read_text()}")
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
