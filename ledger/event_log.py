@@ -22,8 +22,6 @@ from ledger.envelope import NewEvent, Source
 from ledger.errors import LedgerUnavailable
 from ledger.schema import UTCDateTime, ledger_conflicts, ledger_events
 
-# Keeps one INSERT under both drivers' bind-parameter limits (32k) at 13 columns a row.
-_ROWS_PER_STATEMENT = 1000
 _AS_UTC = UTCDateTime()
 
 
@@ -158,20 +156,17 @@ class EventLog:
     async def _insert_new(
         self, conn: AsyncConnection, events: list[NewEvent], now: datetime
     ) -> dict[tuple[str, str], int]:
-        stored: dict[tuple[str, str], int] = {}
-        for start in range(0, len(events), _ROWS_PER_STATEMENT):
-            chunk = events[start : start + _ROWS_PER_STATEMENT]
-            statement = (
-                _insert_for(conn, ledger_events)
-                .values([_event_row(e, now) for e in chunk])
-                .on_conflict_do_nothing(index_elements=["account", "event_id"])
-                .returning(
-                    ledger_events.c.position, ledger_events.c.account, ledger_events.c.event_id
-                )
-            )
-            for row in await conn.execute(statement):
-                stored[(row.account, row.event_id)] = row.position
-        return stored
+        # One single-row statement executed with many parameter sets: SQLAlchemy compiles
+        # and caches it once and batches the rows itself ("insertmanyvalues", RETURNING
+        # included). A multi-row .values([...]) would be compiled anew for every batch,
+        # inside the append lock (bench/ingest's profile: a third of the append's time).
+        statement = (
+            _insert_for(conn, ledger_events)
+            .on_conflict_do_nothing(index_elements=["account", "event_id"])
+            .returning(ledger_events.c.position, ledger_events.c.account, ledger_events.c.event_id)
+        )
+        result = await conn.execute(statement, [_event_row(e, now) for e in events])
+        return {(row.account, row.event_id): row.position for row in result}
 
     async def _positions_and_hashes(
         self, conn: AsyncConnection, keys: list[tuple[str, str]]
