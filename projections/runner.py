@@ -9,6 +9,7 @@ does the same for every customer from position 0; both give identical tables.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import groupby
@@ -146,18 +147,8 @@ class ProjectionRunner:
                         )
                     )
             rows = (await conn.execute(routing.events_of_customers(account, chunk))).all()
-            new: dict[Table, list[dict[str, Any]]] = {t: [] for t in CUSTOMER_READ_MODELS}
-            for customer_id, group in groupby(rows, key=lambda row: str(row.route)):
-                events = [row_to_event(row) for row in group]
-                facts = read_customer_facts(account, customer_id, events)
-                history = derive_customer_history(facts, config.settings)
-                derived = (
-                    rows_for(facts, history)
-                    | cash_rows(account, customer_id, events)
-                    | activity_read_model(facts, history)
-                )
-                for table, table_rows in derived.items():
-                    new[table].extend(table_rows)
+            # Pure CPU work: off the event loop, which may also be answering webhooks.
+            new = await asyncio.to_thread(_derive, account, rows, config)
             for table, table_rows in new.items():
                 if table_rows:
                     await conn.execute(table.insert(), table_rows)
@@ -165,6 +156,25 @@ class ProjectionRunner:
             if since is not None:
                 changed_since = min(changed_since or since, since)
         return changed_since
+
+
+def _derive(
+    account: str, rows: Sequence[Any], config: AccountConfig
+) -> dict[Table, list[dict[str, Any]]]:
+    """Every read-model row of the customers whose events these are (grouped by route)."""
+    new: dict[Table, list[dict[str, Any]]] = {t: [] for t in CUSTOMER_READ_MODELS}
+    for customer_id, group in groupby(rows, key=lambda row: str(row.route)):
+        events = [row_to_event(row) for row in group]
+        facts = read_customer_facts(account, customer_id, events)
+        history = derive_customer_history(facts, config.settings)
+        derived = (
+            rows_for(facts, history)
+            | cash_rows(account, customer_id, events)
+            | activity_read_model(facts, history)
+        )
+        for table, table_rows in derived.items():
+            new[table].extend(table_rows)
+    return new
 
 
 async def _current_rows(
