@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
 from bench.ingest_baselines import NAIVE_TABLE, create_naive_table
 from tests.support.databases import PostgresRun
+from tests.support.processes import wait_until_healthy
 from tests.support.signing import SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,18 +126,7 @@ def serving(
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target.label} exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{target.label} did not become healthy in 60 s")
-            time.sleep(0.1)
+        wait_until_healthy(process, f"http://127.0.0.1:{port}", log_path, target.label)
         yield Server(process.pid, port, database_url.rsplit("/", 1)[1])
     finally:
         process.terminate()

@@ -40,6 +40,24 @@ def free_port() -> int:
         return port
 
 
+def wait_until_healthy(
+    process: subprocess.Popen[bytes], base: str, log_path: Path, label: str
+) -> None:
+    """Poll `base`/healthz until it answers 200; raise with the log if the process dies."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{label} exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{label} did not become healthy in 60 s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(env: dict[str, str], cwd: Path, *extra: str) -> Iterator[str]:
     """`stripe-ledger serve` in a child process; yields its base URL once it is healthy."""
@@ -55,18 +73,7 @@ def serving(env: dict[str, str], cwd: Path, *extra: str) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"serve exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not become healthy in 60 s")
-            time.sleep(0.1)
+        wait_until_healthy(process, base, log_path, "serve")
         yield base
     finally:
         process.terminate()
