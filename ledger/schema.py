@@ -111,7 +111,6 @@ ledger_conflicts = Table(
     sqlite_autoincrement=True,
 )
 
-IMMUTABLE_TABLES = ("ledger_events", "ledger_conflicts")
 
 # --- Per-account choices and reference data (not derived: set by the operator).
 

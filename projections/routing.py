@@ -169,14 +169,6 @@ def events_of_customers(account: str, customer_ids: Sequence[str]) -> Select[Any
     return select(combined).order_by(combined.c.route, combined.c.position)
 
 
-async def routed_customers(conn: AsyncConnection, account: str) -> set[str]:
-    r = event_routes.c
-    found = await conn.scalars(
-        select(r.customer_id).where(r.account == account, r.customer_id.is_not(None)).distinct()
-    )
-    return {c for c in found if c}
-
-
 async def forget(conn: AsyncConnection, account: str) -> None:
     """Drop an account's routing, before a rebuild routes the whole ledger again."""
     await conn.execute(delete(event_routes).where(event_routes.c.account == account))
