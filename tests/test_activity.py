@@ -28,6 +28,7 @@ from projections.customer_history import derive_customer_history
 from projections.metric_settings import DEFAULT
 from projections.money import major_units
 from projections.runner import ProjectionRunner
+from simulator.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 from tests.support.cli_runner import invoke
 from tests.support.databases import TestDatabase
 from tests.support.feeding import (
@@ -38,7 +39,6 @@ from tests.support.feeding import (
     shuffled_with_duplicates,
 )
 from tests.support.scenarios import ALL_SCENARIOS, Scenario, at
-from tests.support.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 
 BILLED, CANCELED = "Subscription Billed", "Subscription Canceled"
 UPGRADED, DOWNGRADED = "Subscription Upgraded", "Subscription Downgraded"

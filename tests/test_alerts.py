@@ -38,13 +38,13 @@ from projections.alerts import (
 from projections.fx import load_rates
 from projections.runner import ProjectionRunner
 from projections.worker import projection_worker
+from simulator.stripe_account import BASIL
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.databases import TestDatabase
 from tests.support.feeding import ACCOUNT, ledger_events
 from tests.support.scenarios import ALL_SCENARIOS, at
 from tests.support.signing import encode, signed
-from tests.support.stripe_account import BASIL
 
 SECRET_PATH = "/services/T0001/B0002/s3cr3tT0ken"
 

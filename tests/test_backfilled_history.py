@@ -10,7 +10,7 @@ from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
 from projections.metric_settings import DEFAULT
 from replay.snapshots import snapshot_record
-from tests.support.stripe_account import BASIL, OLD, Item, StripeAccount
+from simulator.stripe_account import BASIL, OLD, Item, StripeAccount
 from tests.test_mrr_order_independence import delivered
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

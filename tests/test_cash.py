@@ -18,9 +18,9 @@ from ledger.event_log import StoredEvent
 from ledger.schema import CASH_READ_MODELS, disputes, invoices, payments, refunds
 from projections.cash import cash_rows
 from projections.routing import refers_to
+from simulator.stripe_account import LAYOUTS, OLD, SNAPSHOT_TYPE
 from tests.support.feeding import as_stored, ledger_events, shuffled_with_duplicates
 from tests.support.scenarios import ALL_SCENARIOS
-from tests.support.stripe_account import LAYOUTS, OLD, SNAPSHOT_TYPE
 from tests.support.stripe_fixtures import resource
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,12 +9,12 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.event_log import EventLog
+from simulator.stripe_account import BASIL
 from tests.support.databases import TestDatabase
 from tests.support.feeding import ledger_events
 from tests.support.processes import environment, run, serving
 from tests.support.scenarios import ALL_SCENARIOS
 from tests.support.signing import encode, fresh_id, signed
-from tests.support.stripe_account import BASIL
 from tests.support.stripe_fixtures import event_2020
 
 

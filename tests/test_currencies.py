@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import Source, parse_event
 from ledger.event_log import EventLog
+from simulator.stripe_account import BASIL
 from tests.support.cli_runner import invoke, invoke_json
 from tests.support.databases import TestDatabase
 from tests.support.scenarios import ALL_SCENARIOS
 from tests.support.signing import encode
-from tests.support.stripe_account import BASIL
 
 
 async def append_s3_in_euros(event_log: EventLog) -> None:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import stripe
 
+from simulator.stripe_account import BASIL, OLD, Item, Line, StripeAccount, unix
 from tests.support.fake_stripe import Dataset, FakeStripe, serve_fake_stripe
 from tests.support.large_account import build_large_account, end_of
-from tests.support.stripe_account import BASIL, OLD, Item, Line, StripeAccount, unix
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer sk_test_fake"}

@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.event_log import EventLog
 from projections.periods import PeriodError, parse_period
+from simulator.stripe_account import OLD
 from tests.support.cli_runner import invoke, invoke_json
 from tests.support.databases import TestDatabase
 from tests.support.feeding import ledger_events
 from tests.support.scenarios import ALL_SCENARIOS
-from tests.support.stripe_account import OLD
 
 
 async def test_changing_a_setting_rebuilds_the_figures(

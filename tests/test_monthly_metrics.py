@@ -13,11 +13,11 @@ from ledger.event_log import EventLog
 from ledger.schema import MONTHLY_COUNTS, MONTHLY_MONEY, MONTHLY_RATES, monthly_metrics
 from projections.periods import add_months, month_start
 from projections.runner import ProjectionRunner
+from simulator.stripe_account import BASIL
 from tests.support.cli_runner import invoke_json
 from tests.support.databases import TestDatabase
 from tests.support.feeding import ACCOUNT, ledger_events
 from tests.support.scenarios import ALL_SCENARIOS
-from tests.support.stripe_account import BASIL
 
 
 def end_of_story(name: str) -> datetime:

@@ -16,10 +16,10 @@ from projections.customer_facts import read_customer_facts
 from projections.customer_history import derive_customer_history
 from projections.metric_settings import DEFAULT, STRIPE_COMPAT, MetricSettings
 from projections.read_model_rows import rows_for
+from simulator.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 from tests.support.feeding import as_stored, ledger_events
 from tests.support.scenarios import ALL_SCENARIOS, Scenario
 from tests.support.signing import encode, fresh_id
-from tests.support.stripe_account import BASIL, LAYOUTS, OLD, Item, StripeAccount
 from tests.support.stripe_fixtures import event_2020
 
 _ARRIVAL_DEPENDENT = {"positions", "position", "first_seen"}

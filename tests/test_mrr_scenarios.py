@@ -14,6 +14,7 @@ from ledger.event_log import EventLog
 from projections.money import major_units
 from projections.queries import movements_between, mrr_at
 from projections.runner import ProjectionRunner
+from simulator.stripe_account import LAYOUTS
 from tests.support.feeding import (
     ACCOUNT,
     chunks,
@@ -23,7 +24,6 @@ from tests.support.feeding import (
     shuffled_with_duplicates,
 )
 from tests.support.scenarios import ALL_SCENARIOS
-from tests.support.stripe_account import LAYOUTS
 
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 CASES = [

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.engine import write_transaction
 from ledger.event_log import EventLog
 from projections.account_config import store_setting
+from simulator.stripe_account import LAYOUTS
 from tests.support.cli_runner import invoke_json
 from tests.support.databases import TestDatabase
 from tests.support.feeding import ACCOUNT, chunks, ledger_events, shuffled_with_duplicates
 from tests.support.scenarios import ALL_SCENARIOS, Expected
-from tests.support.stripe_account import LAYOUTS
 
 CASES = [
     (name, layout, variant)

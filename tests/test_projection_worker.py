@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.queries import movements_between
 from projections.worker import projection_worker
+from simulator.stripe_account import BASIL
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.databases import TestDatabase
 from tests.support.scenarios import ALL_SCENARIOS
 from tests.support.signing import encode, signed
-from tests.support.stripe_account import BASIL
 
 
 async def test_events_posted_to_the_endpoint_reach_the_read_models(

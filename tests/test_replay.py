@@ -23,6 +23,7 @@ from projections.metrics import customers_at
 from projections.runner import ProjectionRunner
 from replay.client import StripeApi
 from replay.run import Replay, ReplayReport, ResourceReport
+from simulator.stripe_account import BASIL, Item, StripeAccount
 from tests.support.cli_runner import invoke
 from tests.support.databases import TestDatabase
 from tests.support.fake_stripe import Dataset, FakeStripe, serve_fake_stripe
@@ -30,7 +31,6 @@ from tests.support.feeding import ACCOUNT
 from tests.support.feeding import ledger_events as scenario_events
 from tests.support.large_account import build_large_account, end_of
 from tests.support.scenarios import Scenario
-from tests.support.stripe_account import BASIL, Item, StripeAccount
 
 MONTHS = 4
 SINCE = datetime(2023, 12, 1, tzinfo=UTC)

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.event_log import EventLog
 from ledger.schema import payments, refunds
 from projections.runner import ProjectionRunner
+from simulator.stripe_account import BASIL, OLD
 from tests.support.feeding import ACCOUNT, ledger_events
 from tests.support.scenarios import ALL_SCENARIOS
-from tests.support.stripe_account import BASIL, OLD
 
 
 async def refund_rows(engine: AsyncEngine) -> list[tuple[object, ...]]:

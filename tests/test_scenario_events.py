@@ -28,6 +28,7 @@ from projections.stripe_fields import (
     read_object,
     read_subscription,
 )
+from simulator.stripe_account import BASIL, LAYOUTS, OLD
 from tests.support.scenarios import (
     ALL_SCENARIOS,
     FIGURE_KEYS,
@@ -36,7 +37,6 @@ from tests.support.scenarios import (
     Scenario,
 )
 from tests.support.signing import encode
-from tests.support.stripe_account import BASIL, LAYOUTS, OLD
 
 Json = dict[str, Any]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from tests.support.stripe_account import (
+from simulator.stripe_account import (
     BASIL,
     Interval,
     Item,

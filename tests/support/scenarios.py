@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from tests.support.stripe_account import LAYOUTS, Item, Layout, Line, Phase, StripeAccount, Tier
+from simulator.stripe_account import LAYOUTS, Item, Layout, Line, Phase, StripeAccount, Tier
 
 MovementKind = Literal["new", "expansion", "contraction", "churn", "reactivation"]
 

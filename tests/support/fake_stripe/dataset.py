@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 if TYPE_CHECKING:
-    from tests.support.stripe_account import StripeAccount
+    from simulator.stripe_account import StripeAccount
 
 Json = dict[str, Any]
 Match = Callable[[Json], bool]

@@ -1,8 +1,8 @@
-"""A simulated Stripe account for tests: it keeps each object's current state and emits, per
+"""A simulated Stripe account: it keeps each object's current state and emits, per
 change, the webhook events Stripe would send, in the pre-2025 (2020-03-02) or the basil
 (2025-03-31) field layout, plus the balance-transaction snapshot records a backfill stores.
 
-Objects start as copies of the real fixtures (tests.support.stripe_fixtures) with our fields
+Objects start as copies of the real fixtures (simulator.templates) with our fields
 written over them, so the fields we do not model stay realistic. Amounts are given in major
 units as decimal strings ("50.00"); times as aware UTC datetimes. Ids are derived from a
 namespace and a counter, so building the same account twice gives the same events.
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal
 
-from tests.support.stripe_fixtures import event_2020, resource
+from simulator.templates import object_2020, resource
 
 Json = dict[str, Any]
 Layout = Literal["2020-03-02", "2025-03-31.basil"]
@@ -283,7 +283,7 @@ class StripeAccount:
             price = resource("price")
             price["custom_unit_amount"] = None
         else:
-            price = event_2020("subscription_created")["data"]["object"]["items"]["data"][0]
+            price = object_2020("subscription_created")["items"]["data"][0]
             price = price["price"]
         price.update(
             id=price_id,
@@ -315,7 +315,7 @@ class StripeAccount:
         if self.basil:
             plan = resource("plan")
         else:
-            plan = event_2020("subscription_created")["data"]["object"]["items"]["data"][0]
+            plan = object_2020("subscription_created")["items"]["data"][0]
             plan = plan["plan"]
         recurring = price["recurring"]
         plan.update(
@@ -385,7 +385,7 @@ class StripeAccount:
         if self.basil:
             obj = resource("customer")
         else:
-            obj = event_2020("customer_updated")["data"]["object"]
+            obj = object_2020("customer_updated")
             obj["sources"]["url"] = f"/v1/customers/{customer_id}/sources"
             obj["tax_ids"]["url"] = f"/v1/customers/{customer_id}/tax_ids"
             obj["subscriptions"] = _list([], f"/v1/customers/{customer_id}/subscriptions")
@@ -453,7 +453,7 @@ class StripeAccount:
                 trial_settings={"end_behavior": {"missing_payment_method": "create_invoice"}},
             )
         else:
-            sub = event_2020("subscription_created")["data"]["object"]
+            sub = object_2020("subscription_created")
             sub["discount"] = None
         sub.update(
             id=subscription_id,
@@ -500,7 +500,7 @@ class StripeAccount:
         obj = (
             resource("subscription_item")
             if self.basil
-            else event_2020("subscription_created")["data"]["object"]["items"]["data"][0]
+            else object_2020("subscription_created")["items"]["data"][0]
         )
         obj.update(
             id=self.new_id("si"),
@@ -796,7 +796,7 @@ class StripeAccount:
             template["transfer_data"] = None
             schedule["default_settings"]["transfer_data"] = None
         else:
-            schedule = event_2020("subscription_schedule_created")["data"]["object"]
+            schedule = object_2020("subscription_schedule_created")
             template = schedule["phases"][0]
         phase_json = []
         for phase in phases:
@@ -1083,7 +1083,7 @@ class StripeAccount:
                 },
             )
             return obj
-        old: Json = event_2020("invoice_paid")["data"]["object"]["lines"]["data"][0]
+        old: Json = object_2020("invoice_paid")["lines"]["data"][0]
         old.update(common)
         # Old layout: a proration is an `invoiceitem` line that still names its item.
         old.update(
@@ -1144,7 +1144,7 @@ class StripeAccount:
                 total_pretax_credit_amounts=[],
             )
         else:
-            invoice = event_2020("invoice_paid")["data"]["object"]
+            invoice = object_2020("invoice_paid")
             invoice.update(
                 charge=None,
                 discount=None,
@@ -1357,7 +1357,7 @@ class StripeAccount:
             charge.pop("refunds", None)  # not included since 2022-11-15 unless expanded
             charge.update(source=None, transfer_data=None)
         else:
-            charge = event_2020("charge_succeeded")["data"]["object"]
+            charge = object_2020("charge_succeeded")
             charge["refunds"] = _list([], f"/v1/charges/{charge_id}/refunds")
             charge["invoice"] = invoice_id
         if succeeded:
@@ -1494,7 +1494,7 @@ class StripeAccount:
             for key in ("customer", "customer_account", "payment_method"):
                 refund.pop(key, None)  # refunds name these only from 2026-07-29.dahlia
         else:
-            refund = event_2020("refund_created")["data"]["object"]
+            refund = object_2020("refund_created")
         refund.update(
             id=refund_id,
             amount=value,
