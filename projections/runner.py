@@ -1,10 +1,15 @@
 """The projection runner: keeps the read models current with the ledger.
 
-Incremental: it reads events after its position, re-derives every customer they touch
-from all of that customer's events, and writes their rows and its new position in one
-transaction, so a crash leaves either both or neither. Once caught up it refreshes the
-monthly metrics from the earliest month whose figures the new rows changed. A rebuild
-does the same for every customer from position 0; both give identical tables.
+Incremental: it reads a window of events after its position, routes them, re-derives
+every customer they touch from all of that customer's events, then saves its new position.
+Each chunk of customers is replaced in a transaction of its own (short, so webhooks are
+not kept waiting on SQLite's single writer), and the position moves only after the last:
+a crash in between leaves some customers re-derived and the position where it was, and
+the next run derives them again, to the same rows, since a customer's rows are a function
+of its events alone. A window holds many batches, so a large backlog (a backfill) derives
+each customer once rather than once per batch. Once caught up it refreshes the monthly
+metrics from the earliest month whose figures the new rows changed. A rebuild does the
+same for every customer from position 0; both give identical tables.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class ProjectionRunner:
         self._settings = settings
         self.reporting_currency = reporting_currency
         self.batch_size = batch_size
+        # Events routed before their customers are derived: large enough that a backfill
+        # derives each customer about once, small enough to keep progress saved often.
+        self.window = batch_size * 25
 
     async def config(self, conn: AsyncConnection, account: str) -> AccountConfig:
         stored = await load_config(conn, account, self.reporting_currency)
@@ -114,16 +122,41 @@ class ProjectionRunner:
     async def _step(self, account: str) -> tuple[int, datetime | None] | None:
         async with write_transaction(self.engine) as conn:
             await _lock(conn, account)
-            position = await _position(conn, account)
-            query = after_position(position, limit=self.batch_size, account=account)
-            events = [row_to_event(row) for row in await conn.execute(query)]
-            if not events:
+            position = last = await _position(conn, account)
+            touched: set[str] = set()
+            count = 0
+            while count < self.window and (
+                events := [
+                    row_to_event(row)
+                    for row in await conn.execute(
+                        after_position(last, limit=self.batch_size, account=account)
+                    )
+                ]
+            ):
+                touched |= await routing.route(conn, account, events)
+                last, count = events[-1].position, count + len(events)
+            if not count:
                 return None
             config = await self.config(conn, account)
-            touched = sorted(await routing.route(conn, account, events))
-            since = await self._rederive(conn, account, touched, config, replace=True)
-            await _save_position(conn, account, events[-1].position)
-            return len(events), since
+        changed_since: datetime | None = None
+        customer_ids = sorted(touched)
+        for start in range(0, len(customer_ids), _CUSTOMERS_PER_QUERY):
+            async with write_transaction(self.engine) as conn:
+                await _lock(conn, account)
+                since = await self._rederive(
+                    conn,
+                    account,
+                    customer_ids[start : start + _CUSTOMERS_PER_QUERY],
+                    config,
+                    replace=True,
+                )
+            if since is not None:
+                changed_since = min(changed_since or since, since)
+        async with write_transaction(self.engine) as conn:
+            await _lock(conn, account)
+            if await _position(conn, account) == position:  # else another runner moved it on
+                await _save_position(conn, account, last)
+        return count, changed_since
 
     async def _rederive(
         self,
