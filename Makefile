@@ -20,6 +20,10 @@ run: $(STAMP)
 test: $(STAMP)
 	scripts/test
 
+## Set up, then simulate 500 customers over 18 months into data/demo.sqlite3 and print a year.
+demo: $(STAMP)
+	$(BIN)/stripe-ledger demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -27,9 +27,9 @@ from ledger.event_log import EventLog
 from ledger.migrate import upgrade
 from ledger.schema import ledger_events
 from projections.runner import ProjectionRunner
+from simulator.life import simulated_account
 from tests.support.databases import PostgresRun
 from tests.support.feeding import ledger_events as scenario_events
-from tests.support.large_account import build_large_account
 from tests.support.scenarios import Scenario
 
 EVENTS_PER_CUSTOMER_YEAR = 78  # measured on the builder: renewals, payments, fees
@@ -37,7 +37,7 @@ EVENTS_PER_CUSTOMER_YEAR = 78  # measured on the builder: renewals, payments, fe
 
 async def fill(url: str, events: int) -> int:
     customers = max(1, events // EVENTS_PER_CUSTOMER_YEAR)
-    account = build_large_account(customers=customers, months=12, seed=7)
+    account = simulated_account(customers=customers, months=12, seed=7)
     stream = scenario_events(
         Scenario("bench", account.layout, account.events, account.backfill, {})
     )

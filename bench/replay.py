@@ -23,9 +23,9 @@ from ledger.engine import create_engine
 from ledger.migrate import upgrade
 from replay.client import StripeApi
 from replay.run import Replay
+from simulator.life import end_of, simulated_account
 from tests.support.databases import PostgresRun
 from tests.support.fake_stripe import Dataset, serve_fake_stripe
-from tests.support.large_account import build_large_account, end_of
 
 RATE = 100.0
 PAGE = 100
@@ -33,7 +33,7 @@ PAGE = 100
 
 async def measure(url: str, schema: str | None, customers: int, months: int) -> dict[str, float]:
     started = time.perf_counter()
-    account = build_large_account(customers=customers, months=months, seed=1)
+    account = simulated_account(customers=customers, months=months, seed=1)
     now = end_of(months)
     dataset = Dataset.from_account(account, now=now)
     built = time.perf_counter() - started

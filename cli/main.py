@@ -23,6 +23,7 @@ from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_document, explanation_tables
 from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
+from cli.simulate_command import demo, simulate
 from ledger.accounts import Account, all_accounts
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
@@ -53,6 +54,8 @@ app.add_typer(activity_app, name="activity")
 app.command()(metrics)
 app.command()(replay)
 app.command()(check)
+app.command()(simulate)
+app.command()(demo)
 
 
 @app.command()

@@ -148,13 +148,24 @@ class StripeAccount:
     events that change produces to `events` and any balance-transaction snapshot to `backfill`.
     """
 
-    def __init__(self, layout: Layout, *, namespace: str = "acct") -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        namespace: str = "acct",
+        sink: Callable[[Json], None] | None = None,
+    ) -> None:
+        """With a `sink`, each event and snapshot record goes to it as it is made instead of
+        into `events` and `backfill`, so a long history needs no memory for what is done."""
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}")
         self.layout: Layout = layout
         self.namespace = namespace
         self.events: list[Json] = []
         self.backfill: list[Json] = []
+        self._sink = sink
+        self._last_created = 0
+        self._customer_currency: dict[str, str] = {}
         self._objects: dict[str, Json] = {}
         self._prices: dict[str, Json] = {}
         self._plans: dict[str, Json | None] = {}
@@ -198,8 +209,9 @@ class StripeAccount:
         automatic: bool = False,
     ) -> Json:
         created = unix(at)
-        if self.events and created < self.events[-1]["created"]:
+        if created < self._last_created:
             raise ValueError(f"{event_type} at {at} is earlier than the last event")
+        self._last_created = created
         data: Json = {"object": copy.deepcopy(obj)}
         # Only `*.updated` events carry previous_attributes.
         if event_type.endswith(".updated"):
@@ -215,7 +227,10 @@ class StripeAccount:
             "request": self._request(automatic),
             "type": event_type,
         }
-        self.events.append(event)
+        if self._sink is not None:
+            self._sink(event)
+        else:
+            self.events.append(event)
         return event
 
     def _change(self, object_id: str, mutate: Callable[[Json], None]) -> Json:
@@ -229,20 +244,30 @@ class StripeAccount:
     def _snapshot(self, balance_transaction: Json, at: datetime) -> None:
         # Webhooks never carry fees: the backfill fetches balance transactions and stores each
         # as a snapshot record in this envelope (pending_webhooks 0, marked by `stripe_ledger`).
-        self.backfill.append(
-            {
-                "id": f"evt_snap_{self._hex('snap')}",
-                "object": "event",
-                "type": SNAPSHOT_TYPE,
-                "api_version": self.layout,
-                "created": unix(at),
-                "livemode": False,
-                "pending_webhooks": 0,
-                "request": None,
-                "data": {"object": copy.deepcopy(balance_transaction)},
-                "stripe_ledger": {"snapshot": True},
-            }
-        )
+        record = {
+            "id": f"evt_snap_{self._hex('snap')}",
+            "object": "event",
+            "type": SNAPSHOT_TYPE,
+            "api_version": self.layout,
+            "created": unix(at),
+            "livemode": False,
+            "pending_webhooks": 0,
+            "request": None,
+            "data": {"object": copy.deepcopy(balance_transaction)},
+            "stripe_ledger": {"snapshot": True},
+        }
+        if self._sink is not None:
+            self._sink(record)
+        else:
+            self.backfill.append(record)
+
+    def forget(self, *object_ids: str) -> None:
+        """Drop finished objects (a settled invoice and its charges) from memory; they can no
+        longer be changed. A long simulation calls this to stay flat in memory."""
+        for object_id in object_ids:
+            self._objects.pop(object_id, None)
+            self._invoices.pop(object_id, None)
+            self._subscriptions.pop(object_id, None)
 
     # catalogue (prices and coupons emit no events here) -----------------------------------
 
@@ -258,6 +283,7 @@ class StripeAccount:
         tiers_mode: Literal["graduated", "volume"] | None = None,
         tax_behavior: TaxBehavior = "exclusive",
         nickname: str | None = None,
+        currency: str = CURRENCY,
     ) -> str:
         """Define a price (`interval=None`: one-time). Give `amount` or `tiers`."""
         if (amount is None) == (not tiers):
@@ -290,7 +316,7 @@ class StripeAccount:
             active=True,
             billing_scheme="tiered" if tiers else "per_unit",
             created=unix(datetime(2024, 1, 2, tzinfo=UTC)),
-            currency=CURRENCY,
+            currency=currency,
             livemode=False,
             lookup_key=None,
             metadata={},
@@ -309,6 +335,10 @@ class StripeAccount:
         self._prices[price_id] = price
         self._plans[price_id] = self._plan(price) if recurring is not None else None
         return price_id
+
+    def price_object(self, price_id: str) -> Json:
+        """A price as defined (not a copy: do not change it)."""
+        return self._prices[price_id]
 
     def _plan(self, price: Json) -> Json:
         # Subscription items also carry the legacy `plan` mirror of their price.
@@ -353,6 +383,7 @@ class StripeAccount:
         duration: Duration = "forever",
         duration_in_months: int | None = None,
         name: str | None = None,
+        currency: str = CURRENCY,
     ) -> str:
         if (percent_off is None) == (amount_off is None):
             raise ValueError("a coupon has either percent_off or amount_off")
@@ -364,7 +395,7 @@ class StripeAccount:
             # A JSON number, as Stripe sends it (e.g. 25.5).
             percent_off=float(percent_off) if percent_off is not None else None,
             amount_off=cents(amount_off) if amount_off is not None else None,
-            currency=CURRENCY if amount_off is not None else None,
+            currency=currency if amount_off is not None else None,
             duration=duration,
             duration_in_months=duration_in_months,
             created=unix(datetime(2024, 1, 2, tzinfo=UTC)),
@@ -430,6 +461,8 @@ class StripeAccount:
         unless given (e.g. "incomplete" when the first payment is going to fail)."""
         start = unix(at)
         first = self._prices[items[0].price]["recurring"]
+        currency = self._prices[items[0].price]["currency"]
+        self._customer_currency[customer] = currency
         end = (
             unix(trial_end)
             if trial_end is not None
@@ -445,7 +478,7 @@ class StripeAccount:
             sub.update(
                 billing_cycle_anchor_config=None,
                 billing_mode={"type": "classic", "flexible": None},
-                currency=CURRENCY,
+                currency=currency,
                 description=None,
                 pending_invoice_item_interval=None,
                 pending_update=None,
@@ -917,6 +950,10 @@ class StripeAccount:
         force (once: first invoice only; repeating: until its `end`)."""
         invoice_id = self.new_id("in")
         self._invoices[invoice_id] = _InvoiceState()
+        currency = next(
+            (self._prices[line.price]["currency"] for line in lines if line.price in self._prices),
+            self._customer_currency.get(customer, CURRENCY),
+        )
         discount = self._invoice_discount(subscription, at) if subscription else None
         amounts = [cents(line.amount) for line in lines]
         shares = _discount_shares(discount, amounts)
@@ -953,6 +990,7 @@ class StripeAccount:
                     discount=(discount["id"], share) if discount is not None and share else None,
                     tax=tax_entry,
                     at=at,
+                    currency=currency,
                 )
             )
         subtotal = sum(amounts)
@@ -966,6 +1004,7 @@ class StripeAccount:
             billing_reason=billing_reason,
             collection_method=collection_method,
             lines=line_json,
+            currency=currency,
         )
         tax_total = exclusive_tax + inclusive_tax
         invoice.update(
@@ -1037,6 +1076,7 @@ class StripeAccount:
         discount: tuple[str, int] | None,
         tax: Json | None,
         at: datetime,
+        currency: str,
     ) -> Json:
         price = self._prices.get(line.price or "")
         on_item = line.subscription_item is not None
@@ -1047,7 +1087,7 @@ class StripeAccount:
             "id": self.new_id("il"),
             "object": "line_item",
             "amount": amount,
-            "currency": CURRENCY,
+            "currency": currency,
             "description": line.description,
             "discount_amounts": (
                 [{"amount": discount[1], "discount": discount[0]}] if discount else []
@@ -1109,6 +1149,7 @@ class StripeAccount:
         billing_reason: str,
         collection_method: str,
         lines: list[Json],
+        currency: str,
     ) -> Json:
         created = unix(at)
         period = created, created
@@ -1167,7 +1208,7 @@ class StripeAccount:
             billing_reason=billing_reason,
             collection_method=collection_method,
             created=created,
-            currency=CURRENCY,
+            currency=currency,
             custom_fields=None,
             customer=customer,
             customer_email=owner["email"],
@@ -1387,7 +1428,7 @@ class StripeAccount:
             balance_transaction=txn_id,
             captured=succeeded,
             created=unix(at),
-            currency=CURRENCY,
+            currency=invoice["currency"],
             customer=customer,
             description=_charge_description(invoice["billing_reason"]),
             disputed=False,
@@ -1413,20 +1454,30 @@ class StripeAccount:
         )
         if txn_id is not None:
             fee = card_fee(amount)
-            txn = self._balance_transaction(txn_id, amount, fee, charge_id, "charge", at)
+            txn = self._balance_transaction(
+                txn_id, amount, fee, charge_id, "charge", at, invoice["currency"]
+            )
             self._snapshot(txn, at)
         return charge_id
 
     def _balance_transaction(
-        self, txn_id: str, amount: int, fee: int, source: str, kind: str, at: datetime
+        self,
+        txn_id: str,
+        amount: int,
+        fee: int,
+        source: str,
+        kind: str,
+        at: datetime,
+        currency: str,
     ) -> Json:
+        # Settled in the charge's currency, as on an account with a bank account for each.
         txn = resource("balance_transaction")
         txn.update(
             id=txn_id,
             amount=amount,
             available_on=unix(add_interval(at, "day", 2)),
             created=unix(at),
-            currency=CURRENCY,
+            currency=currency,
             description="Payment" if kind == "charge" else "REFUND FOR CHARGE",
             exchange_rate=None,
             fee=fee,
@@ -1435,7 +1486,7 @@ class StripeAccount:
                     {
                         "amount": fee,
                         "application": None,
-                        "currency": CURRENCY,
+                        "currency": currency,
                         "description": "Stripe processing fees",
                         "type": "stripe_fee",
                     }
@@ -1458,7 +1509,7 @@ class StripeAccount:
             amount_paid=amount,
             amount_requested=amount,
             created=unix(at),
-            currency=CURRENCY,
+            currency=self._objects[invoice_id]["currency"],
             invoice=invoice_id,
             is_default=True,
             livemode=False,
@@ -1501,7 +1552,7 @@ class StripeAccount:
             balance_transaction=txn_id,
             charge=charge_id,
             created=unix(at),
-            currency=CURRENCY,
+            currency=charge["currency"],
             metadata={},
             payment_intent=charge["payment_intent"],
             reason=reason,
@@ -1519,7 +1570,9 @@ class StripeAccount:
 
         previous = self._change(charge_id, mutate)
         self._emit("charge.refunded", self._objects[charge_id], at, previous=previous)
-        txn = self._balance_transaction(txn_id, -value, 0, refund_id, "refund", at)
+        txn = self._balance_transaction(
+            txn_id, -value, 0, refund_id, "refund", at, charge["currency"]
+        )
         self._snapshot(txn, at)
         return refund_id
 

@@ -17,12 +17,12 @@ from cli.reconcile import reconciler
 from ledger.event_log import EventLog
 from ledger.schema import accounts, ledger_events
 from ledger.secrets import new_secret_key
+from simulator.life import end_of, simulated_account
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.cli_runner import invoke
 from tests.support.databases import TestDatabase
 from tests.support.fake_stripe import Dataset, FakeStripe, serve_fake_stripe
-from tests.support.large_account import build_large_account, end_of
 from tests.support.processes import environment, run, serving
 from tests.support.signing import OTHER_SECRET, encode, fresh_id, signed
 from tests.support.stripe_fixtures import event_2020
@@ -153,7 +153,7 @@ async def test_a_disabled_account_keeps_its_history_but_receives_nothing(
 
 
 def fake_account() -> Dataset:
-    return Dataset.from_account(build_large_account(customers=4, months=2, seed=9), now=end_of(2))
+    return Dataset.from_account(simulated_account(customers=4, months=2, seed=9), now=end_of(2))
 
 
 def endpoint(url: str, events: list[str]) -> dict[str, object]:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import stripe
 
+from simulator.life import end_of, simulated_account
 from simulator.stripe_account import BASIL, OLD, Item, Line, StripeAccount, unix
 from tests.support.fake_stripe import Dataset, FakeStripe, serve_fake_stripe
-from tests.support.large_account import build_large_account, end_of
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer sk_test_fake"}
@@ -313,7 +313,7 @@ async def stripe_client(fake: FakeStripe) -> AsyncIterator[stripe.StripeClient]:
 
 
 async def test_stripe_python_raw_request_with_a_created_window() -> None:
-    acct = build_large_account(30, 3, seed=5)
+    acct = simulated_account(30, 3, seed=5)
     dataset = Dataset.from_account(acct)
     since = unix(end_of(3) - timedelta(days=20))
     with serve_fake_stripe(dataset) as fake:
@@ -359,7 +359,7 @@ async def test_stripe_python_raises_rate_limit_error_with_retry_after() -> None:
 @pytest.mark.slow
 def test_large_account_has_over_10000_objects_of_every_kind() -> None:
     started = time.perf_counter()
-    acct = build_large_account(customers=400, months=12, seed=1)
+    acct = simulated_account(customers=400, months=12, seed=1)
     built = time.perf_counter()
     dataset = Dataset.from_account(acct, now=end_of(12))
     loaded = time.perf_counter()
@@ -379,9 +379,9 @@ def test_large_account_has_over_10000_objects_of_every_kind() -> None:
 
 
 def test_large_account_is_deterministic() -> None:
-    first = build_large_account(customers=25, months=4, seed=3, layout=OLD)
-    second = build_large_account(customers=25, months=4, seed=3, layout=OLD)
-    other = build_large_account(customers=25, months=4, seed=4, layout=OLD)
+    first = simulated_account(customers=25, months=4, seed=3, layout=OLD)
+    second = simulated_account(customers=25, months=4, seed=3, layout=OLD)
+    other = simulated_account(customers=25, months=4, seed=4, layout=OLD)
     assert first.events == second.events and first.backfill == second.backfill
     assert first.events != other.events
     assert max(e["created"] for e in first.events) < unix(end_of(4))

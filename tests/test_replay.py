@@ -23,13 +23,13 @@ from projections.metrics import customers_at
 from projections.runner import ProjectionRunner
 from replay.client import StripeApi
 from replay.run import Replay, ReplayReport, ResourceReport
+from simulator.life import end_of, simulated_account
 from simulator.stripe_account import BASIL, Item, StripeAccount
 from tests.support.cli_runner import invoke
 from tests.support.databases import TestDatabase
 from tests.support.fake_stripe import Dataset, FakeStripe, serve_fake_stripe
 from tests.support.feeding import ACCOUNT
 from tests.support.feeding import ledger_events as scenario_events
-from tests.support.large_account import build_large_account, end_of
 from tests.support.scenarios import Scenario
 
 MONTHS = 4
@@ -61,7 +61,7 @@ def replay(
 
 @pytest.fixture(scope="module")
 def account() -> StripeAccount:
-    return build_large_account(customers=25, months=MONTHS, seed=11)
+    return simulated_account(customers=25, months=MONTHS, seed=11)
 
 
 async def stored(engine: AsyncEngine) -> int:
@@ -160,7 +160,7 @@ async def event_ids(engine: AsyncEngine) -> set[str]:
 async def test_rate_limits_and_server_errors_are_waited_out(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    small = build_large_account(customers=6, months=2, seed=4)
+    small = simulated_account(customers=6, months=2, seed=4)
     dataset = Dataset.from_account(small, now=end_of(2))
     with serve_fake_stripe(dataset, rate_limit_per_second=2, error_rate=0.15, seed=3) as fake:
         report = await replay(engine, fake, now=end_of(2), rate=40).run()
