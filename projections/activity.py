@@ -23,9 +23,10 @@ from sqlalchemy import Table, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.schema import activity
-from projections.customer_facts import CustomerFacts, Evidence, InvoiceFact, SubscriptionSnapshot
+from projections.customer_facts import CustomerFacts, InvoiceFact, SubscriptionSnapshot
 from projections.customer_history import CustomerHistory, SubscriptionSegment
 from projections.money import major_units, to_text
+from projections.read_events import Evidence
 from projections.routing import GUEST
 from projections.stripe_fields import Invoice, InvoiceLine, Price, Subscription
 from projections.subscription_state import discount_key

@@ -12,14 +12,14 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, Generic, Literal, TypeVar
 
-import orjson
 from sqlalchemy import Table
 
 from ledger.event_log import StoredEvent
 from ledger.logs import get_logger
 from ledger.schema import disputes, invoice_status_history, invoices, payments, refunds
-from projections.customer_facts import INVOICE_STATUS_RANK, Evidence
+from projections.customer_facts import INVOICE_STATUS_RANK
 from projections.money import minor_unit_exponent, round_minor
+from projections.read_events import Evidence, ReadEvent, read_events
 from projections.stripe_fields import (
     BalanceTransaction,
     Charge,
@@ -29,15 +29,9 @@ from projections.stripe_fields import (
     InvoicePayment,
     Price,
     Refund,
-    StripeShapeError,
+    StripeRecord,
+    Subscription,
     SubscriptionItem,
-    read_balance_transaction,
-    read_charge,
-    read_dispute,
-    read_invoice,
-    read_invoice_payment,
-    read_refund,
-    read_subscription,
 )
 
 log = get_logger("projections")
@@ -96,6 +90,12 @@ class _CashFacts:
 def cash_rows(
     account: str, customer_id: str, events: Sequence[StoredEvent]
 ) -> dict[Table, list[Row]]:
+    return cash_rows_of(account, customer_id, read_events(events))
+
+
+def cash_rows_of(
+    account: str, customer_id: str, events: Iterable[ReadEvent]
+) -> dict[Table, list[Row]]:
     """The rows of the five cash tables for one customer, from all of its events (routed
     refunds, invoice payments, disputes and balance-transaction snapshots included).
 
@@ -123,20 +123,11 @@ def cash_rows(
 # --- reading -------------------------------------------------------------------------------
 
 
-def _read(events: Iterable[StoredEvent]) -> _CashFacts:
+def _read(events: Iterable[ReadEvent]) -> _CashFacts:
     facts = _CashFacts()
-    seen: set[str] = set()
     for event in events:
-        if event.event_id in seen:  # the ledger dedupes; a rebuild input may not
-            continue
-        seen.add(event.event_id)
-        evidence = Evidence(event.created, event.event_id, event.position)
-        try:
-            _read_into(facts, orjson.loads(event.payload)["data"]["object"], evidence)
-        except (StripeShapeError, KeyError, TypeError, ValueError) as exc:
-            log.warning(
-                "event_unreadable", event_id=event.event_id, type=event.type, error=str(exc)
-            )
+        if event.record is not None:
+            _read_into(facts, event.record, event.evidence)
     for group in (
         facts.invoices,
         facts.charges,
@@ -158,37 +149,31 @@ def _add(group: dict[str, list[_Seen[T]]], key: str, seen: _Seen[T]) -> None:
     group.setdefault(key, []).append(seen)
 
 
-def _read_into(facts: _CashFacts, obj: dict[str, Any], evidence: Evidence) -> None:
-    kind = obj.get("object")
+def _read_into(facts: _CashFacts, record: StripeRecord, evidence: Evidence) -> None:
     rank: tuple[int, ...]
-    if kind == "invoice":
-        invoice = read_invoice(obj)
-        if invoice.id is not None:  # previews (`invoice.upcoming`) have no id
-            rank = (INVOICE_STATUS_RANK.get(invoice.status or "", 0),)
-            _add(facts.invoices, invoice.id, _Seen(invoice, evidence, rank))
-    elif kind == "charge":
-        charge = read_charge(obj)
+    if isinstance(record, Invoice):
+        if record.id is not None:  # previews (`invoice.upcoming`) have no id
+            rank = (INVOICE_STATUS_RANK.get(record.status or "", 0),)
+            _add(facts.invoices, record.id, _Seen(record, evidence, rank))
+    elif isinstance(record, Charge):
         # `amount_refunded` only grows: it orders `charge.refunded` after `charge.succeeded`.
-        rank = (CHARGE_STATUS_RANK.get(charge.status or "", 0), charge.amount_refunded or 0)
-        _add(facts.charges, charge.id, _Seen(charge, evidence, rank))
-        for nested in charge.refunds:
-            nested = dataclasses.replace(nested, charge=nested.charge or charge.id)
+        rank = (CHARGE_STATUS_RANK.get(record.status or "", 0), record.amount_refunded or 0)
+        _add(facts.charges, record.id, _Seen(record, evidence, rank))
+        for nested in record.refunds:
+            nested = dataclasses.replace(nested, charge=nested.charge or record.id)
             _add(facts.nested_refunds, nested.id, _Seen(nested, evidence, _refund_rank(nested)))
-    elif kind == "refund":
-        refund = read_refund(obj)
-        _add(facts.refunds, refund.id, _Seen(refund, evidence, _refund_rank(refund)))
-    elif kind == "dispute":
-        dispute = read_dispute(obj)
-        rank = (DISPUTE_STATUS_RANK.get(dispute.status or "", 0),)
-        _add(facts.disputes, dispute.id, _Seen(dispute, evidence, rank))
-    elif kind == "balance_transaction":
-        txn = read_balance_transaction(obj)
-        rank = (_TXN_STATUS_RANK.get(txn.status or "", 0),)
-        _add(facts.transactions, txn.id, _Seen(txn, evidence, rank))
-    elif kind == "invoice_payment":
-        facts.invoice_payments.append(read_invoice_payment(obj))
-    elif kind == "subscription":
-        facts.items += [_Seen(item, evidence, ()) for item in read_subscription(obj).items]
+    elif isinstance(record, Refund):
+        _add(facts.refunds, record.id, _Seen(record, evidence, _refund_rank(record)))
+    elif isinstance(record, Dispute):
+        rank = (DISPUTE_STATUS_RANK.get(record.status or "", 0),)
+        _add(facts.disputes, record.id, _Seen(record, evidence, rank))
+    elif isinstance(record, BalanceTransaction):
+        rank = (_TXN_STATUS_RANK.get(record.status or "", 0),)
+        _add(facts.transactions, record.id, _Seen(record, evidence, rank))
+    elif isinstance(record, InvoicePayment):
+        facts.invoice_payments.append(record)
+    elif isinstance(record, Subscription):
+        facts.items += [_Seen(item, evidence, ()) for item in record.items]
 
 
 def _refund_rank(refund: Refund) -> tuple[int, ...]:

@@ -10,23 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import orjson
 
 from ledger.event_log import StoredEvent
 from ledger.logs import get_logger
-from projections.stripe_fields import (
-    Customer,
-    Discount,
-    Invoice,
-    StripeShapeError,
-    Subscription,
-    read_customer,
-    read_discount,
-    read_invoice,
-    read_subscription,
-)
+from projections.read_events import Evidence, ReadEvent, read_events
+from projections.stripe_fields import Customer, Discount, Invoice, StripeRecord, Subscription
 
 log = get_logger("projections")
 
@@ -43,15 +31,6 @@ STATUS_RANK = {
     "incomplete_expired": 5,
 }
 INVOICE_STATUS_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Evidence:
-    """The ledger event behind a fact."""
-
-    created: datetime
-    event_id: str
-    position: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,21 +88,17 @@ class CustomerFacts:
 def read_customer_facts(
     account: str, customer_id: str, events: Iterable[StoredEvent]
 ) -> CustomerFacts:
+    return customer_facts_of(account, customer_id, read_events(events))
+
+
+def customer_facts_of(account: str, customer_id: str, events: Iterable[ReadEvent]) -> CustomerFacts:
     facts = CustomerFacts(account, customer_id)
-    seen: set[str] = set()
     for event in events:
-        if event.event_id in seen:  # the ledger already dedupes; a rebuild input may not
-            continue
-        seen.add(event.event_id)
-        evidence = Evidence(event.created, event.event_id, event.position)
-        facts.first_seen = min(filter(None, (facts.first_seen, event.created)))
-        try:
-            _read_into(facts, event.type, orjson.loads(event.payload), evidence)
-        except (StripeShapeError, KeyError, TypeError, ValueError) as exc:
-            facts.unreadable.append(evidence)
-            log.warning(
-                "event_unreadable", event_id=event.event_id, type=event.type, error=str(exc)
-            )
+        facts.first_seen = min(filter(None, (facts.first_seen, event.evidence.created)))
+        if event.unreadable:
+            facts.unreadable.append(event.evidence)
+        else:
+            _read_into(facts, event.type, event.record, event.evidence)
     for snapshots in facts.subscriptions.values():
         snapshots.sort(key=lambda s: s.sort_key)
     for invoice_facts in facts.invoices.values():
@@ -133,23 +108,19 @@ def read_customer_facts(
 
 
 def _read_into(
-    facts: CustomerFacts, event_type: str, document: dict[str, Any], evidence: Evidence
+    facts: CustomerFacts, event_type: str, record: StripeRecord | None, evidence: Evidence
 ) -> None:
-    obj = document["data"]["object"]
-    kind = obj.get("object")
-    if kind == "subscription":
-        subscription = read_subscription(obj)
-        snapshot = SubscriptionSnapshot(subscription, evidence, event_type)
-        facts.subscriptions.setdefault(subscription.id, []).append(snapshot)
-    elif kind == "discount":
+    if isinstance(record, Subscription):
+        snapshot = SubscriptionSnapshot(record, evidence, event_type)
+        facts.subscriptions.setdefault(record.id, []).append(snapshot)
+    elif isinstance(record, Discount):
         deleted = event_type.endswith(".deleted")
-        facts.discounts.append(DiscountFact(read_discount(obj), evidence, deleted))
-    elif kind == "invoice":
-        invoice = read_invoice(obj)
-        if invoice.id is not None:
-            facts.invoices.setdefault(invoice.id, []).append(InvoiceFact(invoice, evidence))
-    elif kind == "customer":
-        customer = read_customer(obj)
+        facts.discounts.append(DiscountFact(record, evidence, deleted))
+    elif isinstance(record, Invoice):
+        if record.id is not None:
+            facts.invoices.setdefault(record.id, []).append(InvoiceFact(record, evidence))
+    elif isinstance(record, Customer):
+        customer = record
         # The newest rendering in business order wins, not the last to arrive; a deleted
         # customer's stub (id only) never replaces what was known of them.
         newer = facts.customer_evidence is None or evidence > facts.customer_evidence

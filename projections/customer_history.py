@@ -14,8 +14,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from fractions import Fraction
 
-from projections.customer_facts import CustomerFacts, Evidence
+from projections.customer_facts import CustomerFacts
 from projections.metric_settings import MetricSettings
+from projections.read_events import Evidence
 from projections.subscription_state import (
     CONTRIBUTING,
     DiscountBook,

@@ -9,9 +9,10 @@ import orjson
 from sqlalchemy import Table
 
 from ledger.schema import customer_mrr, customers, mrr_movements, subscription_states
-from projections.customer_facts import CustomerFacts, Evidence
+from projections.customer_facts import CustomerFacts
 from projections.customer_history import CustomerHistory
 from projections.money import round_minor, to_text
+from projections.read_events import Evidence
 from projections.routing import GUEST
 
 

@@ -29,11 +29,12 @@ from ledger.schema import CUSTOMER_READ_MODELS, projection_positions
 from projections import routing
 from projections.account_config import AccountConfig, load_config
 from projections.activity import activity_read_model
-from projections.cash import cash_rows
-from projections.customer_facts import read_customer_facts
+from projections.cash import cash_rows_of
+from projections.customer_facts import customer_facts_of
 from projections.customer_history import derive_customer_history
 from projections.metric_settings import MetricSettings
 from projections.monthly import refresh_months
+from projections.read_events import read_events
 from projections.read_model_rows import rows_for
 
 PROJECTION = "customers"
@@ -197,12 +198,12 @@ def _derive(
     """Every read-model row of the customers whose events these are (grouped by route)."""
     new: dict[Table, list[dict[str, Any]]] = {t: [] for t in CUSTOMER_READ_MODELS}
     for customer_id, group in groupby(rows, key=lambda row: str(row.route)):
-        events = [row_to_event(row) for row in group]
-        facts = read_customer_facts(account, customer_id, events)
+        events = read_events(row_to_event(row) for row in group)
+        facts = customer_facts_of(account, customer_id, events)
         history = derive_customer_history(facts, config.settings)
         derived = (
             rows_for(facts, history)
-            | cash_rows(account, customer_id, events)
+            | cash_rows_of(account, customer_id, events)
             | activity_read_model(facts, history)
         )
         for table, table_rows in derived.items():

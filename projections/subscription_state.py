@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 
-from projections.customer_facts import DiscountFact, Evidence, SubscriptionSnapshot
+from projections.customer_facts import DiscountFact, SubscriptionSnapshot
 from projections.item_mrr import ItemInput, coupon_counts, subscription_mrr
 from projections.metric_settings import MetricSettings
+from projections.read_events import Evidence
 from projections.stripe_fields import Coupon, Discount, Subscription
 
 ENDED = frozenset({"canceled", "incomplete_expired"})
