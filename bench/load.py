@@ -10,7 +10,9 @@ the earlier ones are doing (on an idle connection, or a new one up to --max-conn
 its latency runs from when it was due, so a server that falls behind is not flattered by a
 generator that waits for it.
 
-Every body is `event_2020("invoice_paid")` with ids of its own (event, invoice and line, in
+With --events-file, the bodies are the events of a JSONL file (e.g. `stripe-ledger
+simulate --jsonl`), in its order, each sent once. Otherwise every body is
+`event_2020("invoice_paid")` with ids of its own (event, invoice and line, in
 the shape `fresh_id` gives) for one of --customers customers, signed with the current
 timestamp just before it is written (see `Events`). The client is a small
 asyncio protocol rather than httpx: the machine has 2 cores, shared with the server under
@@ -89,6 +91,21 @@ class Events:
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class RecordedEvents(Events):
+    """The events of a JSONL file, in order, each signed when it is taken."""
+
+    def __init__(self, port: int, path: str, source: str) -> None:
+        self._request_line = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        with open(source, "rb") as lines:
+            # Stripe's own formatting, as the server would receive it.
+            self._bodies = collections.deque(encode(json.loads(line)) for line in lines)
+
+    def body(self) -> bytes:
+        if not self._bodies:
+            raise RuntimeError("the events file is used up: give a longer one")
+        return self._bodies.popleft()
 
 
 class Connection(asyncio.Protocol):
@@ -258,11 +275,10 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 async def saturate(
-    port: int, path: str, customers: int, connections: int, seconds: float, warmup: float
+    events: Events, port: int, connections: int, seconds: float, warmup: float
 ) -> dict[str, Any]:
     """Closed loop on `connections` connections; the rate counts answers in the window
     [warmup, warmup + seconds], and every request is answered before returning."""
-    events = Events(port, path, customers)
     tally = Tally()
     opened = [await connect(port) for _ in range(connections)]
     start = now()
@@ -302,11 +318,10 @@ async def saturate(
 
 
 async def fixed_rate(
-    port: int, path: str, customers: int, rate: float, seconds: float, max_connections: int
+    events: Events, port: int, rate: float, seconds: float, max_connections: int
 ) -> dict[str, Any]:
     """Open loop: `rate` x `seconds` events, each sent when due; latency from when due."""
     loop = asyncio.get_running_loop()
-    events = Events(port, path, customers)
     tally = Tally()
     pool = Pool(port, max_connections)
     warm = [await pool.acquire() for _ in range(min(32, max_connections))]
@@ -362,6 +377,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/webhooks/stripe")
     parser.add_argument("--customers", type=int, default=10_000, help="1: the fixture's own")
+    parser.add_argument("--events-file", help="Send these JSONL events instead, in order.")
     modes = parser.add_subparsers(dest="mode", required=True)
     closed = modes.add_parser("saturate")
     closed.add_argument("--connections", type=int, default=64)
@@ -373,14 +389,15 @@ def main() -> None:
     opened.add_argument("--max-connections", type=int, default=256)
     args = parser.parse_args()
     cpu_before = time.process_time()
+    events = (
+        RecordedEvents(args.port, args.path, args.events_file)
+        if args.events_file
+        else Events(args.port, args.path, args.customers)
+    )
     if args.mode == "saturate":
-        run = saturate(
-            args.port, args.path, args.customers, args.connections, args.seconds, args.warmup
-        )
+        run = saturate(events, args.port, args.connections, args.seconds, args.warmup)
     else:
-        run = fixed_rate(
-            args.port, args.path, args.customers, args.rate, args.seconds, args.max_connections
-        )
+        run = fixed_rate(events, args.port, args.rate, args.seconds, args.max_connections)
     document = uvloop.run(run)
     document["client_cpu_seconds"] = time.process_time() - cpu_before
     document["client_max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

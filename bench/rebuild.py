@@ -1,11 +1,12 @@
 """Full rebuild of the read models against a raw scan of the same ledger.
 
-    .venv/bin/python -m bench.rebuild [--events 100000] [--engine sqlite|postgresql]
+    .venv/bin/python -m bench.rebuild [--events 100000 1000000] [--engine sqlite|postgresql]
 
-It fills a fresh ledger with about `--events` events of a seeded account (the test
-suite's account builder), then, each in a child process of its own so its peak memory is
-its own: a raw scan that reads and parses every ledger payload (the baseline), and
-`stripe-ledger rebuild`. It prints events/s for both, their ratio, and peak RSS.
+For each size, it fills a fresh ledger with about that many events of a simulated account
+(`stripe-ledger simulate`, streamed in), then, each in a child process of its own so its
+peak memory is its own: a raw scan that reads and parses every ledger payload (the
+baseline), and `stripe-ledger rebuild`. It prints events/s for both, their ratio, and
+peak RSS, so the sizes show whether memory stays flat.
 """
 
 from __future__ import annotations
@@ -23,32 +24,26 @@ import orjson
 from sqlalchemy import select
 
 from ledger.engine import create_engine
-from ledger.event_log import EventLog
 from ledger.migrate import upgrade
 from ledger.schema import ledger_events
 from projections.runner import ProjectionRunner
-from simulator.life import simulated_account
+from simulator.life import AccountLife
+from simulator.outputs import append_to_ledger
 from tests.support.databases import PostgresRun
-from tests.support.feeding import ledger_events as scenario_events
-from tests.support.scenarios import Scenario
 
-EVENTS_PER_CUSTOMER_YEAR = 78  # measured on the builder: renewals, payments, fees
+MONTHS = 24
+EVENTS_PER_CUSTOMER = 133  # measured on the simulator over 24 months
 
 
 async def fill(url: str, events: int) -> int:
-    customers = max(1, events // EVENTS_PER_CUSTOMER_YEAR)
-    account = simulated_account(customers=customers, months=12, seed=7)
-    stream = scenario_events(
-        Scenario("bench", account.layout, account.events, account.backfill, {})
-    )
-    del account
+    customers = max(1, round(events / EVENTS_PER_CUSTOMER))
     engine = create_engine(url)
     await upgrade(engine)
-    log = EventLog(engine)
-    for start in range(0, len(stream), 5000):
-        await log.append(stream[start : start + 5000])
+    delivered = await append_to_ledger(
+        AccountLife(customers, MONTHS, seed=7), engine, "default", batch=5000
+    )
     await engine.dispose()
-    return len(stream)
+    return delivered.stored
 
 
 async def raw_scan(url: str) -> int:
@@ -103,7 +98,7 @@ def measure(task: str, url: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--child", choices=("scan", "rebuild"))
     parser.add_argument("--url")
@@ -111,31 +106,35 @@ def main() -> None:
     if args.child:
         child(args.child, args.url)
         return
+    print(f"engine {args.engine}")
+    print("| events | raw scan | rebuild | rebuild / raw scan | peak RSS scan / rebuild |")
+    print("|---|---|---|---|---|")
+    for size in args.events:
+        stored, scan, built = _measure_size(args.engine, size)
+        scan_rate, rebuild_rate = stored / scan["seconds"], stored / built["seconds"]
+        print(
+            f"| {stored:,} | {scan_rate:,.0f} events/s | {rebuild_rate:,.0f} events/s "
+            f"({built['seconds']:.1f} s) | {rebuild_rate / scan_rate:.1%} "
+            f"| {scan['peak_mib']:.0f} / {built['peak_mib']:.0f} MiB |",
+            flush=True,
+        )
+
+
+def _measure_size(engine: str, size: int) -> tuple[int, dict[str, float], dict[str, float]]:
     with tempfile.TemporaryDirectory() as folder:
         run = None
-        if args.engine == "sqlite":
+        if engine == "sqlite":
             url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.sqlite3'}"
         else:
             run = PostgresRun()
             run.create()
             url = run.url
         try:
-            stored = asyncio.run(fill(url, args.events))
-            scan = measure("scan", url)
-            built = measure("rebuild", url)
+            stored = asyncio.run(fill(url, size))
+            return stored, measure("scan", url), measure("rebuild", url)
         finally:
             if run is not None:
                 run.drop()
-    scan_rate, rebuild_rate = stored / scan["seconds"], stored / built["seconds"]
-    print(f"engine {args.engine}: {stored} events")
-    print(
-        f"  raw scan (read + parse): {scan_rate:,.0f} events/s, peak RSS {scan['peak_mib']:.0f} MiB"
-    )
-    print(
-        f"  rebuild: {rebuild_rate:,.0f} events/s ({built['seconds']:.1f} s), "
-        f"peak RSS {built['peak_mib']:.0f} MiB"
-    )
-    print(f"  rebuild / raw scan: {rebuild_rate / scan_rate:.1%}")
 
 
 if __name__ == "__main__":

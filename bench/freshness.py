@@ -1,0 +1,284 @@
+"""How fresh the read models are under load, and how fast a period's figures come back.
+
+    .venv/bin/python -m bench.freshness lag [--rate 1000] [--seconds 20]
+    .venv/bin/python -m bench.freshness queries [--customers 20000] [--months 60] [--keep]
+
+`lag`: `stripe-ledger serve` (2 workers) on a fresh PostgreSQL database receives a
+simulated account's events at a fixed rate from bench/load.py. Meanwhile this process
+polls, every 10 ms, the ledger's last committed position and the projection runner's
+position. For each position first seen committed, the lag is the time until the runner's
+position reached it: by then every movement row of that event is written. Polling adds up
+to 10 ms to each figure.
+
+`queries`: a simulated account of --customers customers over --months months goes into a
+PostgreSQL database (kept with --keep, and reused when it exists), its projections built;
+then, for every month, the time of `metrics --period YYYY-MM`'s computation (the same
+function, on the read models) and of reading that month's row of `monthly_metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy import select
+
+from bench.ingest import BIN, ROOT, Target, serving
+from ledger.engine import create_engine
+from ledger.migrate import upgrade
+from ledger.schema import monthly_metrics
+from projections import metrics as figures
+from projections.account_config import load_config
+from projections.fx import load_rates, store_rates
+from projections.periods import add_months
+from projections.runner import ProjectionRunner
+from simulator.fx_rates import daily_rates
+from simulator.life import START, AccountLife, end_of
+from simulator.outputs import append_to_ledger, is_snapshot
+from tests.support.databases import ADMIN_URL, PostgresRun
+
+_POLL_SECONDS = 0.01
+
+
+# --- lag -------------------------------------------------------------------------------------
+
+
+def _write_events(path: Path, count: int) -> None:
+    """The first `count` webhook events of a simulated account, as a JSONL file."""
+    written = 0
+    with path.open("wb") as out:
+        for record in AccountLife(customers=4000, months=24, seed=3):
+            if is_snapshot(record):
+                continue
+            out.write(orjson.dumps(record) + b"\n")
+            written += 1
+            if written == count:
+                return
+    raise RuntimeError(f"the simulated account has only {written} events")
+
+
+class _Poller(threading.Thread):
+    """Samples (time, committed position, projected position) until stopped."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.samples: list[tuple[float, int, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._poll())
+
+    async def _poll(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while not self.stop.is_set():
+                committed = await conn.fetchval(
+                    "SELECT coalesce(max(position), 0) FROM ledger_events"
+                )
+                projected = await conn.fetchval(
+                    "SELECT coalesce(max(position), 0) FROM projection_positions"
+                    " WHERE account = 'default'"
+                )
+                self.samples.append((time.perf_counter(), int(committed), int(projected)))
+                await asyncio.sleep(_POLL_SECONDS)
+        finally:
+            await conn.close()
+
+
+def lags(samples: list[tuple[float, int, int]]) -> list[float]:
+    """For each position first seen committed, seconds until the runner had passed it."""
+    found: list[float] = []
+    waiting: list[tuple[float, int]] = []  # (first seen, position), in position order
+    last_committed = 0
+    for at, committed, projected in samples:
+        if committed > last_committed:
+            waiting.append((at, committed))
+            last_committed = committed
+        while waiting and waiting[0][1] <= projected:
+            found.append(at - waiting.pop(0)[0])
+    return found
+
+
+def measure_lag(rate: float, seconds: float) -> None:
+    total = round(rate * seconds)
+    run = PostgresRun()
+    run.create()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            events = Path(folder) / "events.jsonl"
+            _write_events(events, total)
+            target = Target("ledger", "stripe-ledger", "ledger_events")
+            with serving(target, run.url, 2, Path(folder)) as server:
+                poller = _Poller(run.url)
+                poller.start()
+                load = subprocess.run(
+                    [
+                        str(BIN / "python"),
+                        "-m",
+                        "bench.load",
+                        "--port",
+                        str(server.port),
+                        "--events-file",
+                        str(events),
+                        "rate",
+                        "--rate",
+                        str(rate),
+                        "--seconds",
+                        str(seconds),
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
+                deadline = time.perf_counter() + 120
+                while time.perf_counter() < deadline:
+                    if poller.samples and poller.samples[-1][2] >= poller.samples[-1][1] > 0:
+                        break
+                    time.sleep(0.1)
+                poller.stop.set()
+                poller.join()
+        sent = json.loads(load.stdout)
+        found = sorted(lags(poller.samples))
+        print(
+            f"offered {rate:,.0f} events/s for {seconds:.0f} s: {sent['ok']} answered 2xx, "
+            f"p50 {sent['latency_ms']['p50']:.1f} ms, p99 {sent['latency_ms']['p99']:.1f} ms"
+        )
+        print(
+            f"read-model lag over {len(found)} samples: "
+            f"p50 {_pct(found, 0.5):.3f} s, p99 {_pct(found, 0.99):.3f} s, "
+            f"max {found[-1]:.3f} s"
+        )
+    finally:
+        run.drop()
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+async def _build(url: str, customers: int, months: int) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        started = time.perf_counter()
+        delivered = await append_to_ledger(
+            AccountLife(customers, months, seed=11), engine, "default", batch=5000
+        )
+        appended = time.perf_counter()
+        async with engine.begin() as conn:
+            await store_rates(conn, "usd", daily_rates(START.date(), end_of(months).date(), 11))
+        await ProjectionRunner(engine).catch_up("default", now=end_of(months))
+        print(
+            f"built: {delivered.stored:,} events appended in {appended - started:.0f} s, "
+            f"projections in {time.perf_counter() - appended:.0f} s",
+            flush=True,
+        )
+    finally:
+        await engine.dispose()
+
+
+async def _time_months(url: str, months: int) -> tuple[list[float], list[float]]:
+    engine = create_engine(url)
+    computed, read = [], []
+    try:
+        async with engine.connect() as conn:
+            config = await load_config(conn, "default", "usd")
+            rates = await load_rates(conn, "usd")
+            for n in range(months):
+                start = add_months(START, n)
+                t0 = time.perf_counter()
+                await figures.period(conn, "default", start, add_months(start, 1), config, rates)
+                t1 = time.perf_counter()
+                await conn.execute(
+                    select(monthly_metrics).where(
+                        monthly_metrics.c.account == "default",
+                        monthly_metrics.c.month == start.date(),
+                    )
+                )
+                t2 = time.perf_counter()
+                computed.append(t1 - t0)
+                read.append(t2 - t1)
+    finally:
+        await engine.dispose()
+    return computed, read
+
+
+def measure_queries(customers: int, months: int, keep: bool) -> None:
+    name = f"bench_freshness_{customers}_{months}"
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    exists = asyncio.run(_database_exists(name))
+    if not exists:
+        asyncio.run(_create_database(name))
+        asyncio.run(_build(url, customers, months))
+    try:
+        computed, read = asyncio.run(_time_months(url, months))
+        print(f"{customers:,} customers over {months} months, every month:")
+        for label, values in (
+            ("metrics --period (computed)", computed),
+            ("monthly_metrics row", read),
+        ):
+            ordered = sorted(values)
+            print(
+                f"  {label}: median {statistics.median(ordered) * 1000:.1f} ms, "
+                f"max {ordered[-1] * 1000:.1f} ms"
+            )
+    finally:
+        if not keep:
+            asyncio.run(_drop_database(name))
+
+
+async def _admin(statement: str) -> Any:
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()
+
+
+async def _database_exists(name: str) -> bool:
+    return bool(await _admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+
+
+async def _create_database(name: str) -> None:
+    await _admin(f'CREATE DATABASE "{name}"')
+
+
+async def _drop_database(name: str) -> None:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    lag = modes.add_parser("lag")
+    lag.add_argument("--rate", type=float, default=1000.0)
+    lag.add_argument("--seconds", type=float, default=20.0)
+    queries = modes.add_parser("queries")
+    queries.add_argument("--customers", type=int, default=20_000)
+    queries.add_argument("--months", type=int, default=60)
+    queries.add_argument("--keep", action="store_true", help="Keep the database for reruns.")
+    args = parser.parse_args()
+    if args.mode == "lag":
+        measure_lag(args.rate, args.seconds)
+    else:
+        measure_queries(args.customers, args.months, args.keep)
+
+
+if __name__ == "__main__":
+    main()
