@@ -154,7 +154,7 @@ def measure_lag(rate: float, seconds: float) -> None:
         found = sorted(lags(poller.samples))
         print(
             f"offered {rate:,.0f} events/s for {seconds:.0f} s: {sent['ok']} answered 2xx, "
-            f"p50 {sent['latency_ms']['p50']:.1f} ms, p99 {sent['latency_ms']['p99']:.1f} ms"
+            f"p50 {sent['p50_ms']:.1f} ms, p99 {sent['p99_ms']:.1f} ms"
         )
         print(
             f"read-model lag over {len(found)} samples: "
