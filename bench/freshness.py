@@ -3,8 +3,11 @@
     .venv/bin/python -m bench.freshness lag [--rate 1000] [--seconds 20]
     .venv/bin/python -m bench.freshness queries [--customers 20000] [--months 60] [--keep]
 
-`lag`: `stripe-ledger serve` (2 workers) on a fresh PostgreSQL database receives a
-simulated account's events at a fixed rate from bench/load.py. Meanwhile this process
+`lag`: a simulated account of 2,000 customers whose 24-month history ends now goes into a
+fresh PostgreSQL database, projections built, all but its last --seconds x --rate webhook
+events; then `stripe-ledger serve` (2 workers) receives those last events at --rate from
+bench/load.py, as a live account would (its customers have a history, and the events are
+recent, so the monthly figures to refresh are the last month or two). Meanwhile this process
 polls, every 10 ms, the ledger's last committed position and the projection runner's
 position. For each position first seen committed, the lag is the time until the runner's
 position reached it: by then every movement row of that event is written. Polling adds up
@@ -26,8 +29,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import asyncpg
 import orjson
@@ -53,18 +58,42 @@ _POLL_SECONDS = 0.01
 # --- lag -------------------------------------------------------------------------------------
 
 
-def _write_events(path: Path, count: int) -> None:
-    """The first `count` webhook events of a simulated account, as a JSONL file."""
-    written = 0
-    with path.open("wb") as out:
-        for record in AccountLife(customers=4000, months=24, seed=3):
-            if is_snapshot(record):
-                continue
-            out.write(orjson.dumps(record) + b"\n")
-            written += 1
-            if written == count:
-                return
-    raise RuntimeError(f"the simulated account has only {written} events")
+_LIVE_CUSTOMERS, _LIVE_MONTHS = 2000, 24
+
+
+def _live_account() -> AccountLife:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return AccountLife(_LIVE_CUSTOMERS, _LIVE_MONTHS, seed=3, start=add_months(now, -_LIVE_MONTHS))
+
+
+async def _preload(url: str, path: Path, sent: int) -> int:
+    """Everything but the last `sent` webhook events into the ledger, projections built;
+    those last events into a JSONL file for the load generator. Returns the preloaded count."""
+    webhooks = sum(1 for record in _live_account() if not is_snapshot(record))
+    cut = webhooks - sent
+    if cut < 0:
+        raise RuntimeError(f"the simulated account has only {webhooks} webhook events")
+    seen = 0
+
+    def history(out: IO[bytes]) -> Iterator[dict[str, Any]]:
+        nonlocal seen
+        for record in _live_account():
+            if not is_snapshot(record):
+                seen += 1
+                if seen > cut:
+                    out.write(orjson.dumps(record) + b"\n")
+                    continue
+            yield record
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        with path.open("wb") as out:
+            delivered = await append_to_ledger(history(out), engine, "default", batch=5000)
+        await ProjectionRunner(engine).catch_up("default")
+    finally:
+        await engine.dispose()
+    return delivered.stored
 
 
 class _Poller(threading.Thread):
@@ -117,7 +146,8 @@ def measure_lag(rate: float, seconds: float) -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             events = Path(folder) / "events.jsonl"
-            _write_events(events, total)
+            preloaded = asyncio.run(_preload(run.url, events, total))
+            print(f"preloaded {preloaded:,} events of {_LIVE_CUSTOMERS:,} customers", flush=True)
             target = Target("ledger", "stripe-ledger", "ledger_events")
             with serving(target, run.url, 2, Path(folder)) as server:
                 poller = _Poller(run.url)
