@@ -13,15 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.common import console, errors, load_cli_settings, with_engine
-from ledger.accounts import all_accounts
 from ledger.engine import write_transaction
 from ledger.schema import projection_positions
 from ledger.settings import DEFAULT_ACCOUNT
-from projections import metrics as figures
 from projections.account_config import SETTING_NAMES, SettingError, load_config, store_setting
-from projections.as_reported import as_reported as reported
-from projections.fx import MissingRate, load_rates, read_rates_csv, store_rates
+from projections.fx import MissingRate, read_rates_csv, store_rates
 from projections.periods import PeriodError, add_months, months, parse_instant, parse_period
+from projections.reports import metric_documents
 from projections.runner import ProjectionRunner
 
 settings_app = typer.Typer(no_args_is_help=True, help="Metric settings of an account.")
@@ -77,34 +75,15 @@ def metrics(
         raise typer.Exit(2) from None
 
     async def work(engine: AsyncEngine) -> list[dict[str, Any]]:
-        documents = await compute(engine)
-        known = (await all_accounts(engine, settings)).get(account)
-        mode = known.mode.value if known is not None and known.mode is not None else None
-        # Test-mode figures are labelled wherever they are shown.
-        return [{**document, "mode": mode} for document in documents]
-
-    async def compute(engine: AsyncEngine) -> list[dict[str, Any]]:
-        await ProjectionRunner(engine, reporting_currency=settings.reporting_currency).catch_up(
-            account
+        return await metric_documents(
+            engine,
+            settings,
+            account,
+            ranges=ranges,
+            instant=instant,
+            reported=as_reported,
+            frozen_at=freeze,
         )
-        async with engine.connect() as conn:
-            config = await load_config(conn, account, settings.reporting_currency)
-            rates = await load_rates(conn, config.reporting_currency)
-            if instant is not None:
-                return [await figures.snapshot(conn, account, instant, config, rates)]
-            if not as_reported:
-                return [await figures.period(conn, account, s, e, config, rates) for s, e in ranges]
-        return [
-            await reported(
-                engine,
-                account,
-                s,
-                e,
-                frozen_at=freeze,
-                reporting_currency=settings.reporting_currency,
-            )
-            for s, e in ranges
-        ]
 
     try:
         documents = with_engine(settings, work)
