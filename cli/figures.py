@@ -18,7 +18,7 @@ from ledger.schema import projection_positions
 from ledger.settings import DEFAULT_ACCOUNT
 from projections.account_config import SETTING_NAMES, SettingError, load_config, store_setting
 from projections.fx import MissingRate, read_rates_csv, store_rates
-from projections.periods import PeriodError, add_months, months, parse_instant, parse_period
+from projections.periods import PeriodError, parse_instant, requested_ranges
 from projections.reports import metric_documents
 from projections.runner import ProjectionRunner
 
@@ -26,23 +26,6 @@ settings_app = typer.Typer(no_args_is_help=True, help="Metric settings of an acc
 fx_app = typer.Typer(no_args_is_help=True, help="Exchange rates into the reporting currency.")
 
 Account = Annotated[str, typer.Option(help="The account.")]
-
-
-def _ranges(
-    period: str | None, start: str | None, end: str | None, by_month: bool
-) -> list[tuple[datetime, datetime]]:
-    now = datetime.now(UTC)
-    if period is not None:
-        first, last = parse_period(period, now)
-    elif start is not None and end is not None:
-        first, last = parse_instant(start), parse_instant(end)
-        if last <= first:
-            raise PeriodError("--to must be after --from")
-    else:
-        raise PeriodError("give --period, --from and --to, or --as-of")
-    if not by_month:
-        return [(first, last)]
-    return [(max(m, first), min(add_months(m, 1), last)) for m in months(first, last)]
 
 
 def metrics(
@@ -67,7 +50,7 @@ def metrics(
     """MRR, movements, customers, churn, retention and revenue for a period (or --as-of)."""
     settings = load_cli_settings()
     try:
-        ranges = [] if as_of else _ranges(period, start, end, by_month)
+        ranges = [] if as_of else requested_ranges(period, start, end, by_month, datetime.now(UTC))
         instant = parse_instant(as_of) if as_of else None
         freeze = parse_instant(frozen_at) if frozen_at else None
     except PeriodError as exc:

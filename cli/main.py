@@ -20,7 +20,7 @@ from cli.activity_command import activity_app
 from cli.alerts_command import alerts_app
 from cli.check_command import check
 from cli.common import console, errors, load_cli_settings, with_engine
-from cli.explain import explanation_document, explanation_tables
+from cli.explain import explanation_tables
 from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
 from cli.simulate_command import demo, simulate
@@ -29,6 +29,7 @@ from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
 from ledger.migrate import upgrade
 from ledger.settings import DEFAULT_ACCOUNT, ConfigError, check_webhook_secret
+from projections.explanations import explanation_document
 from projections.queries import customer_story
 from projections.runner import ProjectionRunner
 

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = Field(default=None, validation_alias="STRIPE_API_KEY")
     # Encrypts the API keys and signing secrets of accounts stored in the database.
     ledger_secret_key: SecretStr | None = Field(default=None, validation_alias="LEDGER_SECRET_KEY")
+    # The read API and the dashboard answer only to this token (or its login cookie).
+    dashboard_token: SecretStr | None = Field(
+        default=None, validation_alias="LEDGER_DASHBOARD_TOKEN"
+    )
     # Without an API key the mode can be stated; with neither, both modes are accepted.
     stripe_mode: Mode | None = Field(default=None, validation_alias="STRIPE_MODE")
 
@@ -125,7 +129,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("stripe_api_key", "ledger_secret_key", mode="before")
+    @field_validator("stripe_api_key", "ledger_secret_key", "dashboard_token", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value == "" else value

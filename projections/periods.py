@@ -71,3 +71,20 @@ def parse_instant(text: str) -> datetime:
     except ValueError:
         raise PeriodError(f"{text!r} is not an ISO date or timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def requested_ranges(
+    period: str | None, start: str | None, end: str | None, by_month: bool, now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The ranges a request names: a `period`, or `start`..`end`, whole or by month."""
+    if period is not None:
+        first, last = parse_period(period, now)
+    elif start is not None and end is not None:
+        first, last = parse_instant(start), parse_instant(end)
+        if last <= first:
+            raise PeriodError("'to' must be after 'from'")
+    else:
+        raise PeriodError("give a period, from and to, or as_of")
+    if not by_month:
+        return [(first, last)]
+    return [(max(m, first), min(add_months(m, 1), last)) for m in months(first, last)]

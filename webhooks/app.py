@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from dashboard.routes import read_routes
 from ledger.accounts import Account, accounts_from_settings, all_accounts
 from ledger.engine import engine_from_settings, ping
 from ledger.envelope import Source, parse_event
@@ -186,6 +187,7 @@ def create_app(
             yield
 
     routes = [
+        *read_routes(),
         Route("/webhooks/stripe", receive_event, methods=["POST"]),
         Route("/webhooks/stripe/{account}", receive_event, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
