@@ -123,7 +123,7 @@ def _report(delivered: Delivered) -> None:
         raise typer.Exit(1)
 
 
-_DEMO_WIDTH = 140
+_DEMO_WIDTH = 150
 
 
 def demo(

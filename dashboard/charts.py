@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 220, 70, 24, 12
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 240, 56, 24, 26
 COLOURS = {
     "new": "#2e7d32",
     "expansion": "#66bb6a",
@@ -47,6 +47,7 @@ def _frame(labels: Sequence[str], low: Decimal, high: Decimal, title: str) -> li
         f'aria-label="{escape(title)}">',
         f'<line x1="{PAD_LEFT}" x2="{WIDTH}" y1="{_y(Decimal(0), low, high):.1f}" '
         f'y2="{_y(Decimal(0), low, high):.1f}" class="axis"/>',
+        f'<text x="{PAD_LEFT}" y="16" class="title">{escape(title)}</text>',
         f'<text x="4" y="{PAD_TOP + 8}" class="tick">{escape(_short(high))}</text>',
         f'<text x="4" y="{HEIGHT - PAD_BOTTOM}" class="tick">{escape(_short(low))}</text>',
     ]

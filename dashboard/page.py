@@ -241,16 +241,19 @@ def _major(movement: MovementRow) -> str:
 
 
 _STYLE: Final = """
-body{font:14px system-ui,sans-serif;margin:0 auto;max-width:980px;padding:16px;color:#222}
+body{font:14px system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:16px;color:#222}
 header{display:flex;gap:16px;align-items:center;flex-wrap:wrap}
 .badge{background:#ef6c00;color:#fff;padding:2px 8px;border-radius:4px;font-weight:600}
-.chart{width:100%;height:auto;margin:8px 0}.axis{stroke:#999}.tick{font-size:11px;fill:#555}
+.chart{width:100%;height:auto;margin:4px 0}
+.title{font-size:13px;font-weight:600;fill:#333}.axis{stroke:#999}.tick{font-size:11px;fill:#555}
 table.figures{border-collapse:collapse;width:100%;margin:4px 0}
 table.figures td,table.figures th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;
 margin-right:4px}
 a.csv{font-size:12px}section{margin:24px 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:8px}
+.charts .legend{grid-column:1/-1;margin:0}h2{margin:8px 0;font-size:17px}
 """
 
 
@@ -307,7 +310,10 @@ async def dashboard(request: Request) -> Response:
     )
     drawn = _charts(view, docs)
     sections = [
-        _table(name, view, docs, currency).replace("{chart}", drawn[name], 1) for name in TABLES
+        _table(name, view, docs, currency).replace(
+            "{chart}", f'<div class="charts">{drawn[name]}</div>', 1
+        )
+        for name in TABLES
     ]
     if view.month is not None:
         async with runtime.engine.connect() as conn:
