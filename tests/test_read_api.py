@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dashboard.openapi import OPENAPI
 from ledger.engine import write_transaction
 from ledger.schema import ledger_events
+from ledger.secrets import new_secret_key
 from projections.fx import store_rates
 from projections.runner import ProjectionRunner
 from simulator.fx_rates import daily_rates
@@ -149,9 +150,9 @@ async def test_movements_carry_their_stripe_event_ids_and_filter_by_kind_and_cus
     async with filled.connect() as conn:
         known = set((await conn.scalars(select(ledger_events.c.event_id))).all())
     assert all(m["event_ids"] and set(m["event_ids"]) <= known for m in moves)
-    news = (
-        await client.get(f"/api/v1/movements?period={PERIOD}&kind=new", headers=AUTH)
-    ).json()["movements"]
+    news = (await client.get(f"/api/v1/movements?period={PERIOD}&kind=new", headers=AUTH)).json()[
+        "movements"
+    ]
     assert news == [m for m in moves if m["kind"] == "new"]
     one = moves[0]["customer_id"]
     theirs = (
@@ -248,3 +249,57 @@ async def test_every_table_downloads_as_csv(client: httpx.AsyncClient) -> None:
         assert rows[0][0] == "month" and len(rows) == 5
     moves = await client.get("/dashboard.csv?table=month_movements&month=2024-03", headers=AUTH)
     assert moves.status_code == 200 and "evt_" in moves.text
+
+
+async def test_test_mode_accounts_wear_a_badge(database: TestDatabase, filled: AsyncEngine) -> None:
+    settings = make_settings(
+        database,
+        LEDGER_DASHBOARD_TOKEN=TOKEN,
+        STRIPE_API_KEY="sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    )
+    async with app_client(settings) as client:
+        page = (await client.get("/?from=2024-02&to=2024-03", headers=AUTH)).text
+    assert 'id="test-mode"' in page
+
+
+async def test_live_accounts_wear_no_badge(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/?from=2024-02&to=2024-03", headers=AUTH)).text
+    assert 'id="test-mode"' not in page
+
+
+async def test_the_as_reported_switch_shows_the_figures_as_reported(
+    client: httpx.AsyncClient,
+) -> None:
+    restated = (await client.get("/?from=2024-03&to=2024-03", headers=AUTH)).text
+    switch = re.search(r'id="reported-switch" href="([^"]+)"', restated)
+    assert switch is not None and "as_reported=1" in switch.group(1)
+    page = (await client.get(switch.group(1).replace("&amp;", "&"), headers=AUTH)).text
+    reported = (
+        await client.get("/api/v1/metrics?period=2024-03&as_reported=true", headers=AUTH)
+    ).json()
+    shown = cells(page, "mrr")["2024-03"]["mrr_end"].replace("$", "").replace(",", "")
+    assert shown == reported["mrr_end"]
+    assert "as reported" in page
+
+
+async def test_the_account_selector_lists_every_account(
+    database: TestDatabase, filled: AsyncEngine
+) -> None:
+    secret_key = new_secret_key()
+    code, _, err = await invoke(
+        database,
+        "accounts",
+        "add",
+        "second",
+        "--webhook-secret",
+        "whsec_" + "S3c0nd4cc0untS3cr3tV4lu3",
+        "--mode",
+        "test",
+        extra_env={"LEDGER_SECRET_KEY": secret_key},
+    )
+    assert code == 0, err
+    settings = make_settings(database, LEDGER_DASHBOARD_TOKEN=TOKEN, LEDGER_SECRET_KEY=secret_key)
+    async with app_client(settings) as client:
+        page = (await client.get("/?from=2024-03&to=2024-03", headers=AUTH)).text
+    options = re.findall(r"<option[^>]*>([^<]+)</option>", page)
+    assert {"default", "second"} <= set(options)
