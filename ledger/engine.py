@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -38,6 +40,11 @@ def normalise_url(url: str) -> URL:
 
 def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that knows ON CONFLICT on this connection's engine."""
+    return pg_insert(table) if is_postgres(conn) else sqlite_insert(table)
 
 
 def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:

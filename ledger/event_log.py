@@ -12,12 +12,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row, Select, func, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger.engine import APPEND_LOCK_KEY, is_postgres, write_transaction
+from ledger.engine import APPEND_LOCK_KEY, dialect_insert, is_postgres, write_transaction
 from ledger.envelope import NewEvent, Source
 from ledger.errors import LedgerUnavailable
 from ledger.schema import UTCDateTime, ledger_conflicts, ledger_events
@@ -149,7 +147,7 @@ class EventLog:
                 conflicts.append(_conflict_row(event, position, now))
             results.append(AppendResult(outcome, position))
         if conflicts:
-            insert = _insert_for(conn, ledger_conflicts)
+            insert = dialect_insert(conn, ledger_conflicts)
             await conn.execute(insert.values(conflicts).on_conflict_do_nothing())
         return results
 
@@ -161,7 +159,7 @@ class EventLog:
         # included). A multi-row .values([...]) would be compiled anew for every batch,
         # inside the append lock (bench/ingest's profile: a third of the append's time).
         statement = (
-            _insert_for(conn, ledger_events)
+            dialect_insert(conn, ledger_events)
             .on_conflict_do_nothing(index_elements=["account", "event_id"])
             .returning(ledger_events.c.position, ledger_events.c.account, ledger_events.c.event_id)
         )
@@ -275,10 +273,6 @@ def of_customers(account: str, customer_ids: Sequence[str]) -> Select[Any]:
         .where(t.account == account, t.customer_id.in_(customer_ids))
         .order_by(t.customer_id, t.position)
     )
-
-
-def _insert_for(conn: AsyncConnection, table: Any) -> Any:
-    return pg_insert(table) if is_postgres(conn) else sqlite_insert(table)
 
 
 def _event_row(event: NewEvent, received_at: datetime) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, delete, select, union_all, update
+from sqlalchemy import Select, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.engine import dialect_insert
 from ledger.event_log import StoredEvent
 from ledger.schema import event_routes, ledger_events, object_owners
 from projections.stripe_fields import ref_id
@@ -73,10 +74,25 @@ async def route(conn: AsyncConnection, account: str, events: Sequence[StoredEven
             if event.object_id:
                 owners.setdefault(event.object_id, owner)
     if routes:
-        await conn.execute(event_routes.insert(), routes)
+        await _record_routes(conn, routes)
     await _remember_owners(conn, account, owners)
     touched |= await _resolve_pending(conn, account, owners)
     return touched
+
+
+async def _record_routes(conn: AsyncConnection, routes: list[dict[str, Any]]) -> None:
+    """Insert routes; a route already recorded (a window routed again after a crash
+    between routing and saving the position) keeps its row, and gains its customer if it
+    was pending then and is known now."""
+    insert = dialect_insert(conn, event_routes)
+    stored = event_routes.c
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["account", "position"],
+            set_={"customer_id": func.coalesce(stored.customer_id, insert.excluded.customer_id)},
+        ),
+        routes,
+    )
 
 
 def _nested_refunds(event: StoredEvent) -> list[str]:

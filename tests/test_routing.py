@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.event_log import EventLog
 from ledger.schema import payments, refunds
+from projections.routing import route
 from projections.runner import ProjectionRunner
 from simulator.stripe_account import BASIL, OLD
 from tests.support.feeding import ACCOUNT, ledger_events
@@ -55,3 +56,18 @@ async def test_balance_transactions_reach_the_charge_s_customer(
         ("cus_G2", None),
         ("cus_H", 378),
     ]
+
+
+async def test_events_routed_again_after_a_crash_before_the_position_was_saved_route_once(
+    engine: AsyncEngine, event_log: EventLog
+) -> None:
+    # The runner commits routes before it saves its position: a crash in between makes
+    # the next run route the same events again, the refund now with its charge's customer.
+    events = ledger_events(ALL_SCENARIOS["S7"](BASIL))
+    await event_log.append([e for e in events if e.object_type != "charge"])
+    routed_before_the_crash = await event_log.read_after(0, limit=1000)
+    async with engine.begin() as conn:
+        await route(conn, ACCOUNT, routed_before_the_crash)
+    await event_log.append([e for e in events if e.object_type == "charge"])
+    await ProjectionRunner(engine).catch_up(ACCOUNT)
+    assert await refund_rows(engine) == [("cus_T", 120000, 0)]
