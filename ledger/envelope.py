@@ -15,8 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from sqlalchemy import String
 
 from ledger.errors import MalformedEvent
+from ledger.schema import ledger_events
 
 # Differs between deliveries of one event, so it must not make a redelivery a conflict.
 # https://docs.stripe.com/api/events/object#event_object-pending_webhooks
@@ -65,6 +67,22 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _check_storable(fields: Mapping[str, str | None]) -> None:
+    """Refuse routing fields their ledger columns cannot hold. Stripe's ids and names are
+    far shorter than the columns; a longer one, or one with a NUL (PostgreSQL text cannot
+    hold it), is not a Stripe event, and must not reach the database, where it would fail
+    the whole group-committed batch it arrived in, with a 503, again at every retry."""
+    for column, value in fields.items():
+        if value is None:
+            continue
+        kind = ledger_events.c[column].type
+        limit = kind.length if isinstance(kind, String) else None
+        if limit is not None and len(value) > limit:
+            raise MalformedEvent(f"event {column} is longer than {limit} characters")
+        if "\x00" in value:
+            raise MalformedEvent(f"event {column} contains a NUL character")
+
+
 def parse_event(raw: bytes | str, *, account: str, source: Source) -> NewEvent:
     """Turn a raw event body into a NewEvent, or raise MalformedEvent with a one-line reason.
 
@@ -97,19 +115,35 @@ def parse_event(raw: bytes | str, *, account: str, source: Source) -> NewEvent:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict) or not isinstance(obj.get("object"), str):
         raise MalformedEvent("event has no `data.object` with an `object` type")
+    try:
+        created_at = datetime.fromtimestamp(created, UTC)
+    except (OverflowError, OSError, ValueError):  # past year 9999, or past the C library's
+        raise MalformedEvent("event `created` time is out of range") from None
     api_version = document.get("api_version")
+    api_version = api_version if isinstance(api_version, str) else None
+    object_id = _str_or_none(obj.get("id"))  # `invoice.upcoming` objects have no id.
+    customer_id = _customer_of(obj)
+    _check_storable(
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "object_type": obj["object"],
+            "object_id": object_id,
+            "customer_id": customer_id,
+            "api_version": api_version,
+        }
+    )
     payload = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     return NewEvent(
         account=account,
         event_id=event_id,
         type=event_type,
         object_type=obj["object"],
-        # `invoice.upcoming` objects have no id.
-        object_id=_str_or_none(obj.get("id")),
-        customer_id=_customer_of(obj),
+        object_id=object_id,
+        customer_id=customer_id,
         livemode=livemode,
-        api_version=api_version if isinstance(api_version, str) else None,
-        created=datetime.fromtimestamp(created, UTC),
+        api_version=api_version,
+        created=created_at,
         source=source,
         content_hash=content_hash(document),
         payload=payload,

@@ -48,6 +48,26 @@ async def database(
 
 @pytest.fixture
 async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    async for engine in _migrated(database):
+        yield engine
+
+
+@pytest.fixture
+async def postgres_database(postgres_run: PostgresRun | None) -> TestDatabase:
+    """A fresh schema on PostgreSQL alone, for claims about the production engine
+    (processes killed or cut off, several processes on one database)."""
+    if postgres_run is None:
+        pytest.skip("LEDGER_TEST_ENGINES leaves PostgreSQL out")
+    return await postgres_run.new_schema()
+
+
+@pytest.fixture
+async def postgres_engine(postgres_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    async for engine in _migrated(postgres_database):
+        yield engine
+
+
+async def _migrated(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database.url, schema=database.schema)
     await upgrade(engine)
     yield engine

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -61,20 +64,68 @@ def wait_until_healthy(
 @contextmanager
 def serving(env: dict[str, str], cwd: Path, *extra: str) -> Iterator[str]:
     """`stripe-ledger serve` in a child process; yields its base URL once it is healthy."""
-    port = free_port()
-    log_path = cwd / "serve.log"
-    with log_path.open("w") as log:  # a file, not a pipe: a chatty server never blocks
+    with server_process(env, cwd, *extra) as server:
+        yield server.base
+
+
+@dataclass
+class ServerProcess:
+    """A `stripe-ledger serve` in a session of its own, so it can be killed whole (uvicorn's
+    supervisor with its workers) without touching anything else."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def start_server(
+    env: dict[str, str], cwd: Path, *extra: str, port: int | None = None, log_name: str = "serve"
+) -> ServerProcess:
+    """`stripe-ledger serve` on `port` (a free one by default), once it is healthy. Its
+    output is appended to `cwd`/`log_name`.log, so a restart keeps the earlier lines."""
+    port = port or free_port()
+    log_path = cwd / f"{log_name}.log"
+    with log_path.open("a") as log:
         process = subprocess.Popen(
             [COMMAND, "serve", "--port", str(port), *extra],
             env=env,
             cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        wait_until_healthy(process, base, log_path, "serve")
-        yield base
+        wait_until_healthy(process, server.base, log_path, log_name)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextmanager
+def server_process(
+    env: dict[str, str], cwd: Path, *extra: str, log_name: str = "serve"
+) -> Iterator[ServerProcess]:
+    """start_server, stopped on the way out whatever happened to it meanwhile."""
+    server = start_server(env, cwd, *extra, log_name=log_name)
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
