@@ -44,10 +44,10 @@ from ledger.migrate import upgrade
 from ledger.schema import monthly_metrics
 from projections import metrics as figures
 from projections.account_config import load_config
-from projections.fx import load_rates, store_rates
+from projections.fx import load_rates
 from projections.periods import add_months
 from projections.runner import ProjectionRunner
-from simulator.fx_rates import daily_rates
+from simulator.fx_rates import store_simulated_rates
 from simulator.life import START, AccountLife, end_of
 from simulator.outputs import append_to_ledger, is_snapshot
 from tests.support.databases import ADMIN_URL, PostgresRun
@@ -90,6 +90,8 @@ async def _preload(url: str, path: Path, sent: int) -> int:
         await upgrade(engine)
         with path.open("wb") as out:
             delivered = await append_to_ledger(history(out), engine, "default", batch=5000)
+        live = _live_account()
+        await store_simulated_rates(engine, live.start.date(), live.end.date(), 3)
         await ProjectionRunner(engine).catch_up("default")
     finally:
         await engine.dispose()
@@ -211,8 +213,7 @@ async def _build(url: str, customers: int, months: int) -> None:
             AccountLife(customers, months, seed=11), engine, "default", batch=5000
         )
         appended = time.perf_counter()
-        async with engine.begin() as conn:
-            await store_rates(conn, "usd", daily_rates(START.date(), end_of(months).date(), 11))
+        await store_simulated_rates(engine, START.date(), end_of(months).date(), 11)
         await ProjectionRunner(engine).catch_up("default", now=end_of(months))
         print(
             f"built: {delivered.stored:,} events appended in {appended - started:.0f} s, "

@@ -27,6 +27,7 @@ from ledger.engine import create_engine
 from ledger.migrate import upgrade
 from ledger.schema import ledger_events
 from projections.runner import ProjectionRunner
+from simulator.fx_rates import store_simulated_rates
 from simulator.life import AccountLife
 from simulator.outputs import append_to_ledger
 from tests.support.databases import PostgresRun
@@ -39,9 +40,9 @@ async def fill(url: str, events: int) -> int:
     customers = max(1, round(events / EVENTS_PER_CUSTOMER))
     engine = create_engine(url)
     await upgrade(engine)
-    delivered = await append_to_ledger(
-        AccountLife(customers, MONTHS, seed=7), engine, "default", batch=5000
-    )
+    life = AccountLife(customers, MONTHS, seed=7)
+    delivered = await append_to_ledger(life, engine, "default", batch=5000)
+    await store_simulated_rates(engine, life.start.date(), life.end.date(), 7)
     await engine.dispose()
     return delivered.stored
 

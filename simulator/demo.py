@@ -10,14 +10,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.engine import write_transaction
 from ledger.migrate import upgrade
 from projections import metrics as figures
 from projections.account_config import load_config
-from projections.fx import load_rates, store_rates
+from projections.fx import load_rates
 from projections.periods import add_months, month_start
 from projections.runner import ProjectionRunner
-from simulator.fx_rates import daily_rates
+from simulator.fx_rates import store_simulated_rates
 from simulator.life import AccountLife, end_of
 from simulator.outputs import Delivered, append_to_ledger
 
@@ -59,10 +58,7 @@ async def build_demo(
             yield record
 
     delivered = await append_to_ledger(counted(), engine, account)
-    async with write_transaction(engine) as conn:
-        await store_rates(
-            conn, "usd", daily_rates(history.start.date(), history.end.date(), history.seed)
-        )
+    await store_simulated_rates(engine, history.start.date(), history.end.date(), history.seed)
     await ProjectionRunner(engine, reporting_currency="usd").catch_up(account, now=history.end)
     return delivered
 

@@ -8,6 +8,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.engine import write_transaction
+from projections.fx import store_rates
+
 # One unit of the currency in US dollars, where the walk starts.
 _LEVELS: Final = {"eur": Decimal("1.08"), "gbp": Decimal("1.27")}
 _DAILY_STEP: Final = 0.003
@@ -26,3 +31,10 @@ def daily_rates(first: date, last: date, seed: int) -> list[tuple[date, str, str
             rate = max(Decimal("0.5"), (rate * (1 + step)).quantize(Decimal("0.000001")))
             day += timedelta(days=1)
     return rows
+
+
+async def store_simulated_rates(engine: AsyncEngine, first: date, last: date, seed: int) -> None:
+    """The daily rates into USD from `first` to `last`, stored as `fx import` stores them:
+    without them, months with EUR or GBP customers have no figures in USD."""
+    async with write_transaction(engine) as conn:
+        await store_rates(conn, "usd", daily_rates(first, last, seed))
