@@ -1,7 +1,8 @@
 """The projection runner: keeps the read models current with the ledger.
 
-Incremental: it reads a window of events after its position, routes them, re-derives
-every customer they touch from all of that customer's events, then saves its new position.
+Incremental: it reads a window of events after its position, routes them (a batch per
+transaction), re-derives every customer they touch from all of that customer's events,
+then saves its new position.
 Each chunk of customers is replaced in a transaction of its own (short, so webhooks are
 not kept waiting on SQLite's single writer), and the position moves only after the last:
 a crash in between leaves some customers re-derived and the position where it was, and
@@ -62,9 +63,11 @@ class ProjectionRunner:
         self._settings = settings
         self.reporting_currency = reporting_currency
         self.batch_size = batch_size
-        # Events routed before their customers are derived: large enough that a backfill
-        # derives each customer about once, small enough to keep progress saved often.
-        self.window = batch_size * 25
+        # Events routed before their customers are derived. A backfill's events touch every
+        # customer in every window, and each touched customer is derived from its whole
+        # history: windows must be large, or a backlog costs a rebuild per window. Only
+        # customer ids are held meanwhile; the position is saved after each window.
+        self.window = batch_size * 500
 
     async def config(self, conn: AsyncConnection, account: str) -> AccountConfig:
         stored = await load_config(conn, account, self.reporting_currency)
@@ -121,23 +124,19 @@ class ProjectionRunner:
             return await _position(conn, account)
 
     async def _step(self, account: str) -> tuple[int, datetime | None] | None:
-        async with write_transaction(self.engine) as conn:
-            await _lock(conn, account)
+        async with self.engine.connect() as conn:
             position = last = await _position(conn, account)
-            touched: set[str] = set()
-            count = 0
-            while count < self.window and (
-                events := [
-                    row_to_event(row)
-                    for row in await conn.execute(
-                        after_position(last, limit=self.batch_size, account=account)
-                    )
-                ]
-            ):
-                touched |= await routing.route(conn, account, events)
-                last, count = events[-1].position, count + len(events)
-            if not count:
-                return None
+        touched: set[str] = set()
+        count = 0
+        # Each batch is routed in a transaction of its own (routing again is harmless),
+        # so SQLite's single writer is never held for a whole window.
+        while count < self.window and (routed := await self._route_batch(account, last)):
+            batch_last, batch_count, batch_touched = routed
+            touched |= batch_touched
+            last, count = batch_last, count + batch_count
+        if not count:
+            return None
+        async with self.engine.connect() as conn:
             config = await self.config(conn, account)
         changed_since: datetime | None = None
         customer_ids = sorted(touched)
@@ -158,6 +157,21 @@ class ProjectionRunner:
             if await _position(conn, account) == position:  # else another runner moved it on
                 await _save_position(conn, account, last)
         return count, changed_since
+
+    async def _route_batch(self, account: str, after: int) -> tuple[int, int, set[str]] | None:
+        """Route the next batch after `after`: its last position, its size, and the
+        customers whose events it changed."""
+        async with write_transaction(self.engine) as conn:
+            await _lock(conn, account)
+            events = [
+                row_to_event(row)
+                for row in await conn.execute(
+                    after_position(after, limit=self.batch_size, account=account)
+                )
+            ]
+            if not events:
+                return None
+            return events[-1].position, len(events), await routing.route(conn, account, events)
 
     async def _rederive(
         self,
