@@ -76,13 +76,17 @@ class ProjectionRunner:
         return AccountConfig(self._settings, stored.reporting_currency, stored.stored)
 
     async def catch_up(self, account: str, *, now: datetime | None = None) -> int:
-        """Process everything appended since the last run; returns the events read."""
+        """Process what was appended before the head of the ledger was reached; returns the
+        events read. Under steady load it returns there rather than chasing new arrivals,
+        so the monthly figures are refreshed too (the worker is woken again for the rest)."""
         processed, changed_since = 0, None
         while step := await self._step(account):
-            count, since = step
+            count, since, reached_head = step
             processed += count
             if since is not None:
                 changed_since = min(changed_since or since, since)
+            if reached_head:
+                break
         if changed_since is not None:
             async with write_transaction(self.engine) as conn:
                 await _lock(conn, account)
@@ -123,17 +127,26 @@ class ProjectionRunner:
         async with self.engine.connect() as conn:
             return await _position(conn, account)
 
-    async def _step(self, account: str) -> tuple[int, datetime | None] | None:
+    async def _step(self, account: str) -> tuple[int, datetime | None, bool] | None:
+        """Route a window, derive its customers, save the position: the events read, the
+        earliest instant whose figures changed, and whether the head was reached."""
         async with self.engine.connect() as conn:
             position = last = await _position(conn, account)
         touched: set[str] = set()
-        count = 0
+        count, reached_head = 0, False
         # Each batch is routed in a transaction of its own (routing again is harmless),
-        # so SQLite's single writer is never held for a whole window.
-        while count < self.window and (routed := await self._route_batch(account, last)):
+        # so SQLite's single writer is never held for a whole window. A short batch is the
+        # head of the ledger: under steady load new events keep arriving, and routing on
+        # until the window is full would leave the read models that far behind.
+        while count < self.window and not reached_head:
+            routed = await self._route_batch(account, last)
+            if routed is None:
+                reached_head = True
+                break
             batch_last, batch_count, batch_touched = routed
             touched |= batch_touched
             last, count = batch_last, count + batch_count
+            reached_head = batch_count < self.batch_size
         if not count:
             return None
         async with self.engine.connect() as conn:
@@ -156,7 +169,7 @@ class ProjectionRunner:
             await _lock(conn, account)
             if await _position(conn, account) == position:  # else another runner moved it on
                 await _save_position(conn, account, last)
-        return count, changed_since
+        return count, changed_since, reached_head
 
     async def _route_batch(self, account: str, after: int) -> tuple[int, int, set[str]] | None:
         """Route the next batch after `after`: its last position, its size, and the
