@@ -341,6 +341,7 @@ invoices = Table(
     Column("position", Position, nullable=False),
 )
 Index(None, invoices.c.account, invoices.c.paid_at)
+Index(None, invoices.c.account, invoices.c.customer_id)
 
 invoice_status_history = Table(
     "invoice_status_history",
@@ -355,6 +356,7 @@ invoice_status_history = Table(
     Column("position", Position, nullable=False),
 )
 Index(None, invoice_status_history.c.account, invoice_status_history.c.invoice_id)
+Index(None, invoice_status_history.c.account, invoice_status_history.c.customer_id)
 
 payments = Table(
     "payments",
@@ -376,6 +378,7 @@ payments = Table(
     Column("position", Position, nullable=False),
 )
 Index(None, payments.c.account, payments.c.paid_at)
+Index(None, payments.c.account, payments.c.customer_id)
 
 refunds = Table(
     "refunds",
@@ -394,6 +397,7 @@ refunds = Table(
     Column("position", Position, nullable=False),
 )
 Index(None, refunds.c.account, refunds.c.refunded_at)
+Index(None, refunds.c.account, refunds.c.customer_id)
 
 disputes = Table(
     "disputes",
@@ -412,6 +416,7 @@ disputes = Table(
     Column("event_id", String(255), nullable=False),
     Column("position", Position, nullable=False),
 )
+Index(None, disputes.c.account, disputes.c.customer_id)
 
 # The activity stream (what the old KISSmetrics import sent, without its shortcomings):
 # one row per billing, upgrade, downgrade, cancellation and reactivation of every
