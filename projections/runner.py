@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Table, delete, select, text
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.engine import is_postgres, write_transaction
 from ledger.event_log import after_position, row_to_event
-from ledger.schema import CUSTOMER_READ_MODELS, projection_positions
+from ledger.schema import CUSTOMER_READ_MODELS, ledger_events, projection_positions
 from projections import routing
 from projections.account_config import AccountConfig, load_config
 from projections.activity import activity_read_model
@@ -76,11 +76,12 @@ class ProjectionRunner:
         return AccountConfig(self._settings, stored.reporting_currency, stored.stored)
 
     async def catch_up(self, account: str, *, now: datetime | None = None) -> int:
-        """Process what was appended before the head of the ledger was reached; returns the
-        events read. Under steady load it returns there rather than chasing new arrivals,
-        so the monthly figures are refreshed too (the worker is woken again for the rest)."""
+        """Process what was committed when it began; returns the events read. Under steady
+        load it stops there rather than chasing new arrivals, so the monthly figures are
+        refreshed as well (the worker is woken again for the rest)."""
         processed, changed_since = 0, None
-        while step := await self._step(account):
+        head = await _head(self.engine)
+        while step := await self._step(account, head):
             count, since, reached_head = step
             processed += count
             if since is not None:
@@ -127,26 +128,26 @@ class ProjectionRunner:
         async with self.engine.connect() as conn:
             return await _position(conn, account)
 
-    async def _step(self, account: str) -> tuple[int, datetime | None, bool] | None:
-        """Route a window, derive its customers, save the position: the events read, the
-        earliest instant whose figures changed, and whether the head was reached."""
+    async def _step(self, account: str, head: int) -> tuple[int, datetime | None, bool] | None:
+        """Route a window up to `head`, derive its customers, save the position: the events
+        read, the earliest instant whose figures changed, and whether `head` was reached."""
         async with self.engine.connect() as conn:
             position = last = await _position(conn, account)
         touched: set[str] = set()
         count, reached_head = 0, False
         # Each batch is routed in a transaction of its own (routing again is harmless),
-        # so SQLite's single writer is never held for a whole window. A short batch is the
-        # head of the ledger: under steady load new events keep arriving, and routing on
-        # until the window is full would leave the read models that far behind.
+        # so SQLite's single writer is never held for a whole window. Only up to `head`:
+        # under steady load routing is about as fast as arrivals, and chasing them would
+        # put off deriving for as long as the load lasts.
         while count < self.window and not reached_head:
-            routed = await self._route_batch(account, last)
+            routed = await self._route_batch(account, last, head)
             if routed is None:
                 reached_head = True
                 break
             batch_last, batch_count, batch_touched = routed
             touched |= batch_touched
             last, count = batch_last, count + batch_count
-            reached_head = batch_count < self.batch_size
+            reached_head = batch_count < self.batch_size or last >= head
         if not count:
             return None
         async with self.engine.connect() as conn:
@@ -171,16 +172,17 @@ class ProjectionRunner:
                 await _save_position(conn, account, last)
         return count, changed_since, reached_head
 
-    async def _route_batch(self, account: str, after: int) -> tuple[int, int, set[str]] | None:
-        """Route the next batch after `after`: its last position, its size, and the
-        customers whose events it changed."""
+    async def _route_batch(
+        self, account: str, after: int, head: int
+    ) -> tuple[int, int, set[str]] | None:
+        """Route the next batch after `after`, up to `head`: its last position, its size,
+        and the customers whose events it changed."""
         async with write_transaction(self.engine) as conn:
             await _lock(conn, account)
+            query = after_position(after, limit=self.batch_size, account=account)
             events = [
                 row_to_event(row)
-                for row in await conn.execute(
-                    after_position(after, limit=self.batch_size, account=account)
-                )
+                for row in await conn.execute(query.where(ledger_events.c.position <= head))
             ]
             if not events:
                 return None
@@ -283,6 +285,14 @@ async def _lock(conn: AsyncConnection, account: str) -> None:
             text("SELECT pg_advisory_xact_lock(:cls, hashtext(:account))"),
             {"cls": _RUNNER_LOCK_CLASS, "account": account},
         )
+
+
+async def _head(engine: AsyncEngine) -> int:
+    """The last committed position of the whole ledger (positions are visible in commit
+    order, so nothing below it is still to come). Not per account: that would scan back
+    through other accounts' events."""
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.max(ledger_events.c.position))) or 0)
 
 
 async def _position(conn: AsyncConnection, account: str) -> int:
