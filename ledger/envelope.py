@@ -23,6 +23,11 @@ from ledger.schema import ledger_events
 # Differs between deliveries of one event, so it must not make a redelivery a conflict.
 # https://docs.stripe.com/api/events/object#event_object-pending_webhooks
 _VOLATILE_FIELDS = ("pending_webhooks",)
+# Stripe's objects are shallow (an event with expanded lists is about ten levels deep, and
+# metadata values are strings), while orjson reads 1024 levels but writes only 254: a limit
+# far below both, checked before anything else reads the document, keeps every deeper body
+# a one-line 400 instead of an exception later (content_hash, the read models).
+MAX_DEPTH = 64
 
 
 class Source(StrEnum):
@@ -83,17 +88,49 @@ def _check_storable(fields: Mapping[str, str | None]) -> None:
             raise MalformedEvent(f"event {column} contains a NUL character")
 
 
+def _contains(raw: bytes | str, text: str) -> bool:
+    return text.encode() in raw if isinstance(raw, bytes) else text in raw
+
+
+def _check_document(document: dict[str, Any], raw: bytes | str) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH, and any string holding a NUL (as
+    `\\u0000`): PostgreSQL's jsonb cannot hold one, so a stored one would make every
+    `payload::jsonb` query over the ledger fail. Stripe sends neither."""
+    nul_possible = _contains(raw, "\\u0000")
+    level: list[dict[str, Any] | list[Any]] = [document]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise MalformedEvent(f"body is nested deeper than {MAX_DEPTH} levels")
+        below: list[dict[str, Any] | list[Any]] = []
+        for node in level:
+            values = list(node.values()) if isinstance(node, dict) else node
+            if nul_possible and isinstance(node, dict) and any("\x00" in k for k in node):
+                raise MalformedEvent("body contains a NUL character (\\u0000)")
+            for value in values:
+                if isinstance(value, dict | list):
+                    below.append(value)
+                elif nul_possible and isinstance(value, str) and "\x00" in value:
+                    raise MalformedEvent("body contains a NUL character (\\u0000)")
+        level = below
+
+
 def parse_event(raw: bytes | str, *, account: str, source: Source) -> NewEvent:
     """Turn a raw event body into a NewEvent, or raise MalformedEvent with a one-line reason.
 
     The payload is kept exactly as received; parsing only reads routing fields.
     """
+    # A raw NUL is never valid JSON; saying so is clearer than the parser's position.
+    if _contains(raw, "\x00"):
+        raise MalformedEvent("body contains a NUL byte")
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedEvent(f"body is not valid JSON ({exc.msg})") from None
     if not isinstance(document, dict):
         raise MalformedEvent("body is not a JSON object")
+    _check_document(document, raw)
     if document.get("object") == "v2.core.event":
         raise MalformedEvent(
             "thin (v2) event notifications carry no object; configure the endpoint with "
