@@ -11,7 +11,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +22,7 @@ from cli.common import console, errors, load_cli_settings, with_engine
 from cli.explain import explanation_tables
 from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
+from cli.serving import run_server
 from cli.simulate_command import demo, simulate
 from ledger.accounts import Account, all_accounts
 from ledger.event_log import EventLog, LedgerStats
@@ -88,16 +88,7 @@ def serve(
     except ConfigError as exc:
         errors.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(2) from None
-    uvicorn.run(
-        "cli.server:create_served_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,  # our JSON logs; the app logs every delivery itself
-        access_log=False,
-        proxy_headers=True,
-    )
+    run_server(settings, host=host, port=port, workers=workers)
 
 
 @db_app.command("upgrade")

@@ -120,6 +120,22 @@ class Settings(BaseSettings):
         default=10.0, gt=0, validation_alias="LEDGER_COMMIT_TIMEOUT_SECONDS"
     )
     max_batch: int = Field(default=256, ge=1, validation_alias="LEDGER_MAX_BATCH")
+    # What one unauthenticated connection may cost `serve` (see cli/serving.py and the
+    # limits section of docs/webhooks.md).
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=4096, validation_alias="LEDGER_MAX_HEADER_BYTES"
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="LEDGER_HEADER_TIMEOUT_SECONDS"
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="LEDGER_BODY_TIMEOUT_SECONDS"
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, validation_alias="LEDGER_KEEP_ALIVE_SECONDS")
+    max_connections: int = Field(default=2048, ge=16, validation_alias="LEDGER_MAX_CONNECTIONS")
+    shutdown_grace_seconds: int = Field(
+        default=10, ge=1, validation_alias="LEDGER_SHUTDOWN_GRACE_SECONDS"
+    )
     log_level: str = Field(default="info", validation_alias="LEDGER_LOG_LEVEL")
 
     @field_validator("stripe_webhook_secret", mode="before")

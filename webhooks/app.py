@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -29,15 +29,11 @@ from ledger.group_commit import GroupCommitter
 from ledger.logs import get_logger
 from ledger.migrate import is_current
 from ledger.settings import DEFAULT_ACCOUNT, Settings, load_settings
-from webhooks.body import BadContentLength, BodyTooLarge, read_limited
+from webhooks.accounts_cache import AccountCache, enabled_names
+from webhooks.body import BadContentLength, BodyAbandoned, BodyTooLarge, read_limited
 from webhooks.verify import BadSignature, verify_signature
 
 log = get_logger("webhooks")
-
-
-# An unknown account name reloads the stored accounts, at most this often, so an account
-# added with `stripe-ledger accounts add` is served without a restart.
-_RELOAD_SECONDS = 5.0
 
 
 @dataclass
@@ -51,20 +47,14 @@ class Runtime:
     committer: GroupCommitter
     # Shared with the companions (the projection worker reads it on every round).
     account_names: list[str]
-    reloaded_at: float = 0.0
+    _cache: AccountCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._cache = AccountCache(self.engine, self.settings, self.accounts, self.account_names)
 
     async def account(self, name: str) -> Account | None:
-        found = self.accounts.get(name)
-        if found is None and time.monotonic() - self.reloaded_at > _RELOAD_SECONDS:
-            self.reloaded_at = time.monotonic()
-            self.accounts = await all_accounts(self.engine, self.settings)
-            self.account_names[:] = enabled_names(self.accounts)
-            found = self.accounts.get(name)
-        return found
-
-
-def enabled_names(known: Mapping[str, Account]) -> list[str]:
-    return sorted(name for name, account in known.items() if account.enabled)
+        """The account as stored a couple of seconds ago at most (see AccountCache)."""
+        return await self._cache.get(name)
 
 
 def _refuse(status: int, reason: str, **fields: object) -> JSONResponse:
@@ -84,6 +74,8 @@ async def receive_event(request: Request) -> JSONResponse:
         return _refuse(404, f"unknown account {account_name!r}", account=account_name[:64])
     if not account.enabled:
         return _refuse(403, f"account {account_name!r} is disabled", account=account_name)
+    if account.unreadable:  # logged once by the account cache; Stripe retries a 503
+        return JSONResponse({"error": "account secrets unreadable, retry later"}, status_code=503)
     settings = runtime.settings
     try:
         body = await read_limited(request, settings.max_body_bytes)
@@ -91,6 +83,10 @@ async def receive_event(request: Request) -> JSONResponse:
         return _refuse(413, str(exc), account=account.name)
     except BadContentLength as exc:
         return _refuse(400, str(exc), account=account.name)
+    except BodyAbandoned as exc:
+        # The answer goes nowhere; it is returned only so the app ends the request cleanly.
+        log.info("webhook_abandoned", received_bytes=exc.received, account=account.name)
+        return JSONResponse({"error": str(exc)}, status_code=400)
     try:
         verify_signature(
             body,

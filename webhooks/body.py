@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 
 class BodyTooLarge(Exception):
@@ -12,6 +12,15 @@ class BodyTooLarge(Exception):
 
 class BadContentLength(Exception):
     pass
+
+
+class BodyAbandoned(Exception):
+    """The client went away before sending its whole body: nothing to answer, nothing
+    wrong on our side, so it is worth one log line and no traceback."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"client disconnected after {received} bytes of its body")
+        self.received = received
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -24,9 +33,12 @@ async def read_limited(request: Request, limit: int) -> bytes:
     # A chunked body has no declared length: count as it streams in.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BodyAbandoned(size) from None
     return b"".join(chunks)

@@ -12,6 +12,13 @@ from collections.abc import Sequence
 
 import stripe
 
+# Stripe's header is `t=...,v1=...` with one v1 per active signing secret (two or three
+# during a rotation): about 150 bytes. Parsing is linear in the header, and the `stripe`
+# library compares every v1 against every secret, so a header of a million entries held
+# the event loop for seconds; both are bounded before anything parses it.
+MAX_SIGNATURE_HEADER_BYTES = 8 * 1024
+MAX_SIGNATURE_ENTRIES = 32
+
 
 class BadSignature(Exception):
     """The delivery is not proven to come from Stripe; the message is safe to return."""
@@ -22,6 +29,12 @@ def verify_signature(
 ) -> None:
     if not header:
         raise BadSignature("missing Stripe-Signature header")
+    if len(header) > MAX_SIGNATURE_HEADER_BYTES:
+        raise BadSignature(
+            f"Stripe-Signature header is longer than {MAX_SIGNATURE_HEADER_BYTES} bytes"
+        )
+    if header.count(",") >= MAX_SIGNATURE_ENTRIES:
+        raise BadSignature(f"Stripe-Signature header has more than {MAX_SIGNATURE_ENTRIES} entries")
     try:
         body = payload.decode("utf-8")
     except UnicodeDecodeError:
