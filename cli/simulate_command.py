@@ -20,7 +20,15 @@ from ledger.migrate import upgrade
 from ledger.settings import DEFAULT_ACCOUNT, ConfigError
 from projections.fx import store_rates
 from projections.runner import ProjectionRunner
-from simulator.demo import SHOWN_MONTHS, build_demo, history_ending_today, last_months
+from simulator.demo import (
+    SHOWN_MONTHS,
+    NotADemoLedger,
+    build_demo,
+    history_ending_today,
+    last_months,
+    mark_demo_ledger,
+    replace_demo_ledger,
+)
 from simulator.fx_rates import daily_rates
 from simulator.life import START, AccountLife
 from simulator.outputs import Delivered, append_to_ledger, post_signed, write_jsonl
@@ -140,8 +148,16 @@ def demo(
     settings = load_cli_settings()
     path = (database or settings.ledger_data_dir / "demo.sqlite3").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        stale.unlink(missing_ok=True)  # the demo starts from nothing every time
+    try:
+        replace_demo_ledger(path)  # the demo starts from nothing every time
+    except NotADemoLedger as exc:
+        errors.print(
+            f"[red]refusing to replace {path}: {exc}; the demo only replaces a ledger it "
+            "made: give another --database[/red]",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    mark_demo_ledger(path)
     history = history_ending_today(customers, months, seed, datetime.now(UTC))
     errors.print(
         f"simulating {customers} customers from {history.start.date()} to {history.end.date()}"

@@ -3,9 +3,11 @@ figures of its last twelve complete months, computed as `metrics --json` compute
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +23,42 @@ from simulator.life import AccountLife, end_of
 from simulator.outputs import Delivered, append_to_ledger
 
 SHOWN_MONTHS = 12
+
+# Written into the SQLite header of every demo ledger (PRAGMA application_id, bytes 68-71)
+# so that the demo replaces only its own files, never a real ledger given as --database.
+DEMO_APPLICATION_ID = 0x534C_444D  # "SLDM"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class NotADemoLedger(ValueError):
+    """The path holds something the demo did not write; the message says what."""
+
+
+def replace_demo_ledger(path: Path) -> None:
+    """Remove the demo ledger at `path` (and its WAL files) so the demo starts from
+    nothing; raise NotADemoLedger, touching nothing, when `path` holds anything else."""
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise NotADemoLedger("it is not a file")
+        with path.open("rb") as file:
+            header = file.read(100)
+        if not header.startswith(_SQLITE_MAGIC):
+            raise NotADemoLedger("it is not a SQLite database")
+        if len(header) < 72 or int.from_bytes(header[68:72], "big") != DEMO_APPLICATION_ID:
+            raise NotADemoLedger("it is a SQLite database the demo did not make (a real ledger?)")
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+
+
+def mark_demo_ledger(path: Path) -> None:
+    """Create `path` as an empty SQLite file marked as a demo ledger. Written before the
+    engine switches it to WAL, the mark is in the main file even if the demo is killed."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+        connection.commit()
+    finally:
+        connection.close()
 
 
 @dataclass(frozen=True, slots=True)

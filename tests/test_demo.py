@@ -48,3 +48,43 @@ async def test_running_the_demo_again_starts_from_nothing(
     second = await invoke(database, *args)
     assert first[0] == second[0] == 0
     assert first[1] == second[1]
+
+
+async def test_the_demo_refuses_to_replace_a_real_ledger(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    real = tmp_path / "ledger.sqlite3"
+    real_ledger = TestDatabase("sqlite", f"sqlite+aiosqlite:///{real}", None)
+    assert (await invoke(real_ledger, "db", "upgrade"))[0] == 0
+    before = real.read_bytes()
+    code, _, err = await invoke(database, "demo", "--customers", "5", "--database", str(real))
+    assert code == 2
+    assert "not make (a real ledger?)" in err and len(err.strip().splitlines()) == 1
+    assert real.read_bytes() == before
+
+
+async def test_the_demo_refuses_to_replace_a_file_that_is_not_a_database(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, _, err = await invoke(database, "demo", "--customers", "5", "--database", str(notes))
+    assert code == 2 and "not a SQLite database" in err and len(err.strip().splitlines()) == 1
+    assert notes.read_text() == "my notes\n"
+
+
+async def test_the_demo_replaces_a_ledger_it_made(database: TestDatabase, tmp_path: Path) -> None:
+    """A smaller demo run first, at the same path, leaves nothing behind."""
+    replaced, fresh = tmp_path / "demo.sqlite3", tmp_path / "fresh.sqlite3"
+    for path, customers in ((replaced, "5"), (replaced, "8"), (fresh, "8")):
+        code, _, err = await invoke(
+            database, "demo", "--months", "13", "--customers", customers, "--database", str(path)
+        )
+        assert code == 0, err
+    stats = []
+    for path in (replaced, fresh):
+        env = {"LEDGER_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+        code, out, err = await invoke(database, "ledger", "stats", "--json", extra_env=env)
+        assert code == 0, err
+        stats.append({k: json.loads(out)[k] for k in ("events", "first_position", "last_position")})
+    assert stats[0] == stats[1]
