@@ -51,6 +51,8 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
     """An engine for this event loop. Engines must not be shared across loops.
 
     `schema` (PostgreSQL) puts every table, the ledger's and Alembic's, in that schema.
+    SQL parameters are hidden (hide_parameters): they hold payloads, names and emails, and
+    would otherwise be in every SQL log line and every database error's message.
     """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -60,14 +62,19 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
         connect_args["server_settings"] = {"search_path": schema}
     connect_args.update(kwargs.pop("connect_args", {}))
     return create_async_engine(
-        parsed, pool_pre_ping=True, pool_size=10, connect_args=connect_args, **kwargs
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        connect_args=connect_args,
+        hide_parameters=True,
+        **kwargs,
     )
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

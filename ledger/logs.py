@@ -2,7 +2,8 @@
 
 Our own log lines and those of libraries using the standard `logging` module (uvicorn,
 alembic) share one JSON renderer. Secrets never reach a log: settings hold them as
-SecretStr, and nothing here is given a key or a signing secret to print.
+SecretStr, and nothing here is given a key or a signing secret to print. Nor does customers'
+personal data, even at debug: the libraries whose debug lines carry it are held at info.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import TextIO
 
 import structlog
 from structlog.typing import Processor
+
+# Their debug lines carry data: aiosqlite prints every call with its SQL parameters (whole
+# payloads), stripe prints Stripe's request and response bodies (customers' names, emails).
+_DATA_AT_DEBUG = ("aiosqlite", "stripe")
 
 
 def configure_logging(level: str = "info", stream: TextIO = sys.stdout) -> None:
@@ -41,6 +46,12 @@ def configure_logging(level: str = "info", stream: TextIO = sys.stdout) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    for name in _DATA_AT_DEBUG:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))
+    # SQLAlchemy logs its statements at INFO (parameters hidden: ledger/engine.py) and the
+    # rows it reads at DEBUG: at debug, the statements only; otherwise its own default.
+    sql_level = logging.INFO if numeric <= logging.DEBUG else logging.WARNING
+    logging.getLogger("sqlalchemy.engine").setLevel(sql_level)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
