@@ -2,7 +2,8 @@
 
 Each ledger event carries the whole subscription as it was; a snapshot governs from its
 effective time until the next one. The effective time is the business time Stripe states
-(`start_date`, `ended_at`, `trial_end`) when there is one, else the event's `created`.
+(`start_date`, `ended_at`, `trial_end`, a renewal's period start) when there is one, else
+the event's `created` (docs/metrics.md, "When a change counts").
 Changes Stripe schedules inside a snapshot (a trial's end, a discount's end, collection
 resuming) take effect at their stated time even when no event marks them.
 """
@@ -130,23 +131,57 @@ class SubscriptionState:
     evidence: Evidence  # the snapshot that governs it
 
 
+def _stated_time(
+    snapshot: SubscriptionSnapshot, previous: SubscriptionSnapshot | None
+) -> datetime | None:
+    """The business time a snapshot states for its own change, if it states one."""
+    sub = snapshot.subscription
+    if previous is None:
+        return sub.start_date or sub.created  # the first known state tells its own start
+    if sub.status in ENDED and (sub.ended_at or sub.canceled_at):
+        return sub.ended_at or sub.canceled_at
+    before = previous.subscription
+    if before.status == "trialing" and sub.status != "trialing":
+        return sub.trial_end or before.trial_end
+    start = sub.current_period_start
+    if start is not None and before.current_period_start not in (None, start):
+        return start  # a renewal: the new period began then
+    return None
+
+
 def _effective_times(snapshots: Sequence[SubscriptionSnapshot]) -> list[datetime]:
+    """When each snapshot (in Stripe's own order, see SubscriptionSnapshot.sort_key) takes
+    effect: the business time it states, else its event's `created`.
+
+    A test clock sends `created` in wall-clock time and the object's fields in simulated
+    time, so a stated time wins over `created` whichever is later. Stated times that run
+    backwards in that order give way to the later snapshot's; a snapshot that states none
+    is dated at its `created`, kept between the stated times around it.
+    """
+    stated: list[datetime | None] = []
+    previous: SubscriptionSnapshot | None = None
+    for snapshot in snapshots:
+        stated.append(_stated_time(snapshot, previous))
+        previous = snapshot
+    ceilings: list[datetime | None] = [None] * len(stated)  # the next stated time
+    later: datetime | None = None
+    for i in range(len(stated) - 1, -1, -1):
+        ceilings[i] = later
+        moment = stated[i]
+        if moment is not None:
+            later = stated[i] = moment if later is None else min(moment, later)
     times: list[datetime] = []
-    for i, snapshot in enumerate(snapshots):
-        sub = snapshot.subscription
-        at = snapshot.evidence.created
-        if i == 0 and (sub.start_date or sub.created):
-            at = min(at, sub.start_date or sub.created or at)
-        if sub.status in ENDED and (sub.ended_at or sub.canceled_at):
-            at = min(at, sub.ended_at or sub.canceled_at or at)
-        previous = snapshots[i - 1].subscription if i else None
-        if previous is not None and previous.status == "trialing" and sub.status != "trialing":
-            trial_end = sub.trial_end or previous.trial_end
-            if trial_end is not None:
-                at = min(at, trial_end)
-        if times:
-            at = max(at, times[-1])
-        times.append(at)
+    floor: datetime | None = None
+    for snapshot, moment, ceiling in zip(snapshots, stated, ceilings, strict=True):
+        if moment is None:
+            moment = snapshot.evidence.created
+            if ceiling is not None:
+                moment = min(moment, ceiling)
+            if floor is not None:
+                moment = max(moment, floor)
+        else:
+            floor = moment
+        times.append(moment)
     return times
 
 

@@ -49,7 +49,7 @@ def read_models(stored: list[StoredEvent], metric_settings: MetricSettings) -> d
 
 SCENARIO_EVENTS: dict[tuple[str, str], list[NewEvent]] = {
     (name, layout): ledger_events(ALL_SCENARIOS[name](layout))
-    for name in ("S2", "S4", "S5", "S6", "S8", "S9")
+    for name in ("S2", "S4", "S5", "S6", "S8", "S9", "TC1", "TC2", "TC3")
     for layout in LAYOUTS
 }
 BASELINES: dict[tuple[tuple[str, str], MetricSettings], dict[str, Any]] = {
@@ -141,3 +141,28 @@ def test_a_customers_newest_email_wins_whatever_the_arrival_order() -> None:
         stored = delivered(events, order)
         facts = read_customer_facts("default", stored[0].customer_id or "", stored)
         assert facts.customer is not None and facts.customer.email == "new@acme.io"
+
+
+def test_an_unstated_change_on_a_test_clock_never_moves_a_stated_cancellation() -> None:
+    """A quantity change states no time of its own: its `created` is the test clock's wall
+    clock, months after the simulated `ended_at` that follows it. It is dated between the
+    stated times around it, so the churn stays at `ended_at` in any arrival order."""
+    account = StripeAccount(BASIL, namespace="TC-unstated")
+    start, renewal, end = (datetime(2023, m, d, tzinfo=UTC) for m, d in ((9, 1), (10, 1), (10, 15)))
+    account.price("price_seat", amount="10.00")
+    customer = account.customer("cus_UNSTATED", at=start)
+    account.subscribe("sub_UNSTATED", customer, [Item("price_seat", 2)], at=start)
+    account.renew("sub_UNSTATED", at=renewal)
+    account.update_items("sub_UNSTATED", at=renewal + timedelta(days=3), quantity=3)
+    account.cancel("sub_UNSTATED", at=end)
+    sent = int(datetime(2023, 12, 5, tzinfo=UTC).timestamp())
+    for i, event in enumerate(account.events):
+        event["created"] = sent + 10 * i
+    events = ledger_events(Scenario("unstated", account.layout, account.events, [], {}))
+    for order in (list(range(len(events))), list(reversed(range(len(events))))):
+        tables = read_models(delivered(events, order), DEFAULT)
+        movements = sorted(
+            (dict(m)["effective_at"], dict(m)["kind"], dict(m)["amount_exact"])
+            for m in tables["mrr_movements"]
+        )
+        assert movements == [(start, "new", "2000/1"), (end, "churn", "2000/1")]

@@ -34,6 +34,7 @@ from tests.support.scenarios import (
     FIGURE_KEYS,
     MONEY_KEYS,
     RATE_KEYS,
+    TEST_CLOCK_SCENARIOS,
     Scenario,
 )
 from tests.support.signing import encode
@@ -168,6 +169,26 @@ def test_created_is_non_decreasing_within_each_object(name: str, layout: str) ->
     assert [e["created"] for e in events] == sorted(e["created"] for e in events)
 
 
+@pytest.mark.parametrize("name", list(TEST_CLOCK_SCENARIOS))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_test_clock_events_are_sent_in_wall_clock_time_10_seconds_apart(
+    name: str, layout: str
+) -> None:
+    """As a test clock sends them: no event's `created` is one of the times its object
+    states (start, period, trial, cancellation), which are the clock's simulated times."""
+    events = built(name, layout).events
+    sent = [e["created"] for e in events]
+    assert sent == list(range(sent[0], sent[0] + 10 * len(sent), 10))
+    for event in events:
+        obj = event["data"]["object"]
+        if obj["object"] != "subscription":
+            continue
+        sub = read_subscription(obj)
+        assert sub.test_clock == f"clock_{name}"
+        stated = {sub.start_date, sub.current_period_start, sub.trial_end, sub.ended_at}
+        assert from_unix(event["created"]) not in stated, event["type"]
+
+
 @pytest.mark.parametrize("name", list(ALL_SCENARIOS))
 def test_building_a_scenario_twice_gives_the_same_events(name: str) -> None:
     first, second = ALL_SCENARIOS[name](BASIL), ALL_SCENARIOS[name](BASIL)
@@ -292,6 +313,9 @@ INTENDED_ITEMS: dict[str, dict[str, list[tuple[object, ...]]]] = {
         ]
     },
     "S9": {"sub_AB": [(None, "month", 1, "licensed", "tiered", 12)]},
+    "TC1": {"sub_TC1": [per_unit(1000, "month")]},
+    "TC2": {"sub_TC2": [per_unit(2500, "month")]},
+    "TC3": {"sub_TC3": [per_unit(2000, "month")]},
 }
 
 

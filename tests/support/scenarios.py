@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from simulator.stripe_account import LAYOUTS, Item, Layout, Line, Phase, StripeAccount, Tier
+from simulator.stripe_account import (
+    LAYOUTS,
+    Item,
+    Layout,
+    Line,
+    Phase,
+    StripeAccount,
+    Tier,
+    unix,
+)
 
 MovementKind = Literal["new", "expansion", "contraction", "churn", "reactivation"]
 
@@ -815,6 +824,100 @@ def s9(layout: str) -> Scenario:
     return Scenario("S9", acct.layout, acct.events, acct.backfill, expected)
 
 
+# --- test clocks ----------------------------------------------------------------------------
+
+
+def _on_test_clock(acct: StripeAccount, sent: datetime) -> None:
+    """Date the events as a test clock sends them: `created` in wall-clock time (from `sent`,
+    10 s apart), every field of the objects in the clock's simulated time."""
+    clock = f"clock_{acct.namespace}"
+    for i, event in enumerate(acct.events):
+        event["created"] = unix(sent) + 10 * i
+        obj = event["data"]["object"]
+        if obj["object"] in ("customer", "subscription"):
+            obj["test_clock"] = clock
+
+
+def tc1(layout: str) -> Scenario:
+    """A test clock: 10.00/month from 2023-09-01, renewed 10-01, canceled 10-15; its events
+    sent in December, 10 s apart. The churn is October's, at `ended_at`."""
+    acct = StripeAccount(as_layout(layout), namespace="TC1")
+    acct.price("price_TC1", amount="10.00", nickname="Basic")
+    start, renewal, end = at(2023, 9, 1), at(2023, 10, 1), at(2023, 10, 15)
+    acct.subscribe("sub_TC1", acct.customer("cus_TC1", at=start), [Item("price_TC1")], at=start)
+    acct.renew("sub_TC1", at=renewal)
+    acct.cancel("sub_TC1", at=end)
+    _on_test_clock(acct, at(2023, 12, 5, 14))
+    default = Expected(
+        periods={
+            "2023-09": {"mrr_start": "0.00", "new": "10.00", "mrr_end": "10.00"},
+            "2023-10": {
+                "mrr_start": "10.00",
+                **NO_MOVEMENTS,
+                "churn": "10.00",
+                "mrr_end": "0.00",
+            },
+            "2023-12": {"mrr_start": "0.00", **NO_MOVEMENTS, "mrr_end": "0.00"},
+        },
+        movements=[move(start, "cus_TC1", "new", "10.00"), move(end, "cus_TC1", "churn", "10.00")],
+    )
+    return Scenario("TC1", acct.layout, acct.events, acct.backfill, {"default": default})
+
+
+def tc2(layout: str) -> Scenario:
+    """A test clock: a trial from 2023-09-01 to 09-15, converted to 25.00/month at
+    `trial_end` and renewed 10-15; its events sent in December. New MRR at `trial_end`."""
+    acct = StripeAccount(as_layout(layout), namespace="TC2")
+    acct.price("price_TC2", amount="25.00", nickname="Plus")
+    start, trial_end, renewal = at(2023, 9, 1), at(2023, 9, 15), at(2023, 10, 15)
+    customer = acct.customer("cus_TC2", at=start)
+    acct.subscribe("sub_TC2", customer, [Item("price_TC2")], at=start, trial_end=trial_end)
+    acct.renew("sub_TC2", at=trial_end, status="active")
+    acct.renew("sub_TC2", at=renewal)
+    _on_test_clock(acct, at(2023, 12, 5, 14))
+    default = Expected(
+        periods={
+            "2023-09": {"mrr_start": "0.00", "new": "25.00", "mrr_end": "25.00"},
+            "2023-10": {"mrr_start": "25.00", **NO_MOVEMENTS, "mrr_end": "25.00"},
+            "2023-12": {"mrr_start": "25.00", **NO_MOVEMENTS, "mrr_end": "25.00"},
+        },
+        snapshots={
+            instant(at(2023, 9, 10)): {
+                "mrr": "0.00",
+                "trialing_customers": 1,
+                "subscriptions_by_status": {"trialing": 1},
+            },
+            instant(at(2023, 9, 20)): {"mrr": "25.00", "subscriptions_by_status": {"active": 1}},
+        },
+        movements=[move(trial_end, "cus_TC2", "new", "25.00")],
+    )
+    return Scenario("TC2", acct.layout, acct.events, acct.backfill, {"default": default})
+
+
+def tc3(layout: str) -> Scenario:
+    """A test clock advanced past the wall clock: 20.00/month from 2023-09-01, renewed 10-01,
+    set to cancel at the period's end, ended 11-01; its events sent on 2023-08-20, before
+    every time they state. Each change is dated at its stated time, not at `created`."""
+    acct = StripeAccount(as_layout(layout), namespace="TC3")
+    acct.price("price_TC3", amount="20.00", nickname="Team")
+    start, renewal, request, end = at(2023, 9, 1), at(2023, 10, 1), at(2023, 10, 5), at(2023, 11, 1)
+    acct.subscribe("sub_TC3", acct.customer("cus_TC3", at=start), [Item("price_TC3")], at=start)
+    acct.renew("sub_TC3", at=renewal)
+    acct.cancel_at_period_end("sub_TC3", at=request)
+    acct.cancel("sub_TC3", at=end)
+    _on_test_clock(acct, at(2023, 8, 20, 9))
+    default = Expected(
+        periods={
+            "2023-08": {"mrr_start": "0.00", **NO_MOVEMENTS, "mrr_end": "0.00"},
+            "2023-09": {"mrr_start": "0.00", "new": "20.00", "mrr_end": "20.00"},
+            "2023-10": {"mrr_start": "20.00", **NO_MOVEMENTS, "mrr_end": "20.00"},
+            "2023-11": {"mrr_start": "20.00", "churn": "20.00", "mrr_end": "0.00"},
+        },
+        movements=[move(start, "cus_TC3", "new", "20.00"), move(end, "cus_TC3", "churn", "20.00")],
+    )
+    return Scenario("TC3", acct.layout, acct.events, acct.backfill, {"default": default})
+
+
 SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {
     "S1": s1,
     "S2": s2,
@@ -828,4 +931,15 @@ SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {
 }
 # Statements of SCENARIOS.md that stand outside the nine accounts.
 EXTRA_SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {"S6-annual": s6_annual}
-ALL_SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {**SCENARIOS, **EXTRA_SCENARIOS}
+# Subscriptions on Stripe test clocks: `created` in wall-clock time, the objects' own
+# times simulated (cases drawn from outside sources, not from SCENARIOS.md).
+TEST_CLOCK_SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {
+    "TC1": tc1,
+    "TC2": tc2,
+    "TC3": tc3,
+}
+ALL_SCENARIOS: Final[dict[str, Callable[[str], Scenario]]] = {
+    **SCENARIOS,
+    **EXTRA_SCENARIOS,
+    **TEST_CLOCK_SCENARIOS,
+}
