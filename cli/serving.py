@@ -117,6 +117,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def shutdown(self) -> None:
+        # A request still sending its body would hold the shutdown for the whole grace
+        # and then be cancelled with a traceback: end it now, as if it had timed out.
+        # Requests already received go on to their commit and their answer.
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.more_body:
+            self._refuse(503, "server shutting down, retry later", "shutdown")
+            return
+        super().shutdown()
+
     def _arm(self, seconds: float, phase: str) -> None:
         self._disarm()
         self._timer = self.loop.call_later(seconds, self._timed_out, phase)
