@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.engine import engine_from_settings
 from ledger.errors import LedgerUnavailable
-from ledger.settings import Settings, load_settings
+from ledger.settings import ConfigError, Settings, load_settings
 
 # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
 console = Console(soft_wrap=True)
@@ -43,3 +43,6 @@ def with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]])
     except (LedgerUnavailable, OSError) as exc:
         errors.print(f"[red]database unreachable:[/red] {exc}")
         raise typer.Exit(1) from None
+    except ConfigError as exc:  # a setting found unusable deep in the work: one line
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None

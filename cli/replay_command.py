@@ -89,6 +89,8 @@ async def credentials(
         raise ConfigError(
             f"account {account!r} is disabled: `stripe-ledger accounts enable {account}`"
         )
+    if known is not None and known.unreadable:
+        raise ConfigError(known.unreadable)
     if known is not None and known.api_key:
         return known.api_key, known.mode
     if account != DEFAULT_ACCOUNT:

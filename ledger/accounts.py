@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.engine import write_transaction
 from ledger.errors import LedgerUnavailable
 from ledger.schema import accounts
-from ledger.secrets import SecretBox, mask
+from ledger.secrets import SecretBox, SecretKeyError, mask
 from ledger.settings import (
     DEFAULT_ACCOUNT,
     ConfigError,
@@ -43,6 +43,9 @@ class Account:
     mode: Mode | None
     api_key: str | None = None
     enabled: bool = True
+    # Why its stored secrets cannot be read (LEDGER_SECRET_KEY missing, weak or wrong):
+    # it then has neither key nor signing secrets, and is served 503 until that is fixed.
+    unreadable: str | None = None
 
     def accepts_livemode(self, livemode: bool) -> bool:
         return self.mode is None or livemode == (self.mode is Mode.LIVE)
@@ -50,7 +53,8 @@ class Account:
     def __repr__(self) -> str:  # never print the secrets
         return (
             f"Account(name={self.name!r}, mode={self.mode}, key={mask(self.api_key)}, "
-            f"secrets={len(self.webhook_secrets)}, enabled={self.enabled})"
+            f"secrets={len(self.webhook_secrets)}, enabled={self.enabled}, "
+            f"readable={self.unreadable is None})"
         )
 
 
@@ -64,22 +68,40 @@ def accounts_from_settings(settings: Settings) -> dict[str, Account]:
     return {default.name: default}
 
 
+def secret_box(settings: Settings) -> SecretBox:
+    """The keys of LEDGER_SECRET_KEY; raises SecretKeyError when they are unusable."""
+    key = settings.ledger_secret_key
+    return SecretBox(key.get_secret_value() if key else None)
+
+
 async def stored_accounts(conn: AsyncConnection, settings: Settings) -> dict[str, Account]:
+    """Every stored account; one whose secrets cannot be read is returned `unreadable`
+    with the reason, so the others (and the environment's) keep working."""
     rows = (await conn.execute(select(accounts))).all()
     if not rows:
         return {}
-    box = SecretBox(
-        settings.ledger_secret_key.get_secret_value() if settings.ledger_secret_key else None
-    )
+    try:
+        box: SecretBox | None = secret_box(settings)
+        problem = ""
+    except SecretKeyError as exc:
+        box, problem = None, str(exc)
     found = {}
     for row in rows:
-        secrets = (
-            tuple(orjson.loads(box.decrypt(row.webhook_secrets_encrypted)))
-            if row.webhook_secrets_encrypted
-            else ()
-        )
-        key = box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
-        found[row.name] = Account(row.name, secrets, Mode(row.mode), key, row.enabled)
+        mode, enabled = Mode(row.mode), row.enabled
+        try:
+            if box is None:
+                raise SecretKeyError(problem)
+            secrets = (
+                tuple(orjson.loads(box.decrypt(row.webhook_secrets_encrypted)))
+                if row.webhook_secrets_encrypted
+                else ()
+            )
+            key = box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
+        except SecretKeyError as exc:
+            reason = f"the secrets of account {row.name!r} cannot be read: {exc}"
+            found[row.name] = Account(row.name, (), mode, None, enabled, unreadable=reason)
+            continue
+        found[row.name] = Account(row.name, secrets, mode, key, enabled)
     return found
 
 
@@ -119,9 +141,7 @@ async def add_account(
         check_webhook_secret("")
     for secret in webhook_secrets:
         check_webhook_secret(secret)
-    box = SecretBox(
-        settings.ledger_secret_key.get_secret_value() if settings.ledger_secret_key else None
-    )
+    box = secret_box(settings)
     now = datetime.now(UTC)
     async with write_transaction(engine) as conn:
         if await conn.scalar(select(accounts.c.name).where(accounts.c.name == name)):
@@ -151,3 +171,27 @@ async def set_enabled(engine: AsyncEngine, name: str, enabled: bool) -> None:
             raise ConfigError(
                 f"no stored account {name!r} (the environment's `default` cannot be disabled)"
             )
+
+
+async def rotate_secret_key(engine: AsyncEngine, settings: Settings) -> int:
+    """Re-encrypt every stored secret under the first key of LEDGER_SECRET_KEY, in one
+    transaction: a secret no key can read raises SecretKeyError and changes nothing.
+    Returns how many accounts were re-encrypted."""
+    box = secret_box(settings)
+    async with write_transaction(engine) as conn:
+        rows = (await conn.execute(select(accounts))).all()
+        for row in rows:
+            try:
+                values = {
+                    column: box.rotate(getattr(row, column))
+                    for column in ("api_key_encrypted", "webhook_secrets_encrypted")
+                    if getattr(row, column)
+                }
+            except SecretKeyError as exc:
+                raise SecretKeyError(f"nothing re-encrypted: account {row.name!r}: {exc}") from None
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.name == row.name)
+                .values(**values, updated_at=datetime.now(UTC))
+            )
+    return len(rows)

@@ -90,7 +90,7 @@ async def test_a_stored_secret_cannot_be_read_without_the_secret_key(
         database, "accounts", "add", "prod", "--api-key", LIVE_KEY, "--webhook-secret", OTHER_SECRET
     )
     code, _, err = await cli(database, "accounts", "list", LEDGER_SECRET_KEY=new_secret_key())
-    assert code == 2 and "cannot be decrypted" in err
+    assert code == 1 and "cannot be decrypted" in err
 
 
 async def test_each_account_has_its_own_url_secret_and_mode(
