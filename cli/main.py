@@ -19,6 +19,7 @@ from cli.activity_command import activity_app
 from cli.alerts_command import alerts_app
 from cli.check_command import check
 from cli.common import console, errors, load_cli_settings, with_engine
+from cli.db_command import create_service_role_command, warn_when_privileged
 from cli.explain import explanation_tables
 from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
@@ -78,6 +79,7 @@ def serve(
     settings = load_cli_settings()
     configure_logging(settings.log_level)
     with_engine(settings, upgrade)
+    warn_when_privileged(settings)
 
     async def configured(engine: AsyncEngine) -> dict[str, Account]:
         return await all_accounts(engine, settings)
@@ -97,6 +99,9 @@ def db_upgrade() -> None:
     settings = load_cli_settings()
     with_engine(settings, upgrade)
     console.print("database is at the newest schema revision")
+
+
+db_app.command("create-service-role")(create_service_role_command)
 
 
 @ledger_app.command("stats")

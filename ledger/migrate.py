@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.engine import MIGRATION_LOCK_KEY, is_postgres
+from ledger.roles import is_service_role, regrant_service_roles
+from ledger.settings import ConfigError
 
 # A filesystem path, so the migrations work from any directory once installed.
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent / "migrations")
@@ -41,7 +43,18 @@ async def upgrade(engine: AsyncEngine) -> None:
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
+        if await is_service_role(conn):
+            # Migrations run as the owner; the service role may only find them done.
+            current, head = await conn.run_sync(_current), head_revision()
+            if current != head:
+                raise ConfigError(
+                    f"the database schema is at revision {current} and this release needs "
+                    f"{head}: run `stripe-ledger db upgrade` as the owner of the ledger's tables"
+                )
+            return
         await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+        # In the same transaction: a table a revision added is never left ungranted.
+        await regrant_service_roles(conn)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

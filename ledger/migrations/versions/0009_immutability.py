@@ -1,19 +1,24 @@
-"""SQLite: REPLACE and upserts cannot rewrite the ledger either.
+"""Immutability, really: REPLACE cannot rewrite the ledger on SQLite, and PostgreSQL lists
+the service roles that may append to it.
 
-`INSERT OR REPLACE` / `REPLACE INTO` resolve a conflict by deleting the old row, and SQLite
+SQLite: `INSERT OR REPLACE` / `REPLACE INTO` resolve a conflict by deleting the old row, and SQLite
 fires no DELETE trigger for that (unless a connection sets recursive_triggers, which a
 user's sqlite3 shell does not). A BEFORE INSERT trigger sees the row before any conflict
 is resolved, on every connection: a row whose key is taken is skipped (RAISE(IGNORE), so
 the append path's ON CONFLICT DO NOTHING still absorbs redeliveries, and a REPLACE or an
 upsert of a stored event changes nothing); a row claiming a taken position is refused.
-PostgreSQL needs nothing here: its REPLACE equivalents (ON CONFLICT DO UPDATE, MERGE) go
-through the UPDATE and DELETE triggers of 0001.
+
+PostgreSQL: its REPLACE equivalents (ON CONFLICT DO UPDATE, MERGE) already go through the
+UPDATE and DELETE triggers of 0001; but the owner may disable those, so the service runs as
+a role that is not the owner (ledger/roles.py). `service_roles` lists the roles made, so
+each upgrade grants them the tables later revisions add.
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-02
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
@@ -29,7 +34,13 @@ GUARDED = {
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_table(
+            "service_roles",
+            sa.Column("name", sa.String(63), nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            sa.PrimaryKeyConstraint("name", name="pk_service_roles"),
+        )
         return
     for table, (primary_key, unique_key) in GUARDED.items():
         same_key = " AND ".join(f"{column} = NEW.{column}" for column in unique_key)
@@ -47,7 +58,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_table("service_roles")
         return
     for table, (primary_key, _) in GUARDED.items():
         op.execute(f"DROP TRIGGER {table}_refuse_taken_{primary_key}")
