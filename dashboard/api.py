@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse, Response
 
 from dashboard.auth import authorized
 from dashboard.openapi import OPENAPI
-from ledger.settings import DEFAULT_ACCOUNT, Settings
+from dashboard.params import BadParameter, account_of
+from ledger.settings import Settings
 from projections.explanations import explanation_document
 from projections.fx import MissingRate
 from projections.money import major_units
@@ -25,10 +26,6 @@ from projections.reports import metric_documents
 from projections.runner import ProjectionRunner
 
 MOVEMENT_KINDS = ("new", "expansion", "reactivation", "contraction", "churn")
-
-
-class BadRequest(ValueError):
-    """A parameter the caller got wrong; its message is the answer."""
 
 
 def _runtime(request: Request) -> Any:
@@ -46,15 +43,12 @@ def _unauthorized() -> JSONResponse:
 def _flag(request: Request, name: str) -> bool:
     value = request.query_params.get(name, "false").lower()
     if value not in ("true", "false", "1", "0"):
-        raise BadRequest(f"{name} must be true or false")
+        raise BadParameter(f"{name} must be true or false")
     return value in ("true", "1")
 
 
 def _account(request: Request) -> str:
-    account = request.query_params.get("account", DEFAULT_ACCOUNT)
-    if not account or len(account) > 64:
-        raise BadRequest("account must be 1 to 64 characters")
-    return account
+    return account_of(request.query_params)
 
 
 def _ranges(request: Request, *, by_month: bool = False) -> list[tuple[datetime, datetime]]:
@@ -71,7 +65,7 @@ async def _answer(request: Request, settings: Settings, work: Any) -> Response:
         return _unauthorized()
     try:
         return JSONResponse(await work())
-    except (BadRequest, PeriodError) as exc:
+    except (BadParameter, PeriodError) as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     except MissingRate as exc:
         return JSONResponse({"error": str(exc)}, status_code=422)
@@ -108,7 +102,7 @@ async def movements(request: Request) -> Response:
         [(start, end)] = _ranges(request)
         kinds = [k for k in request.query_params.get("kind", "").split(",") if k]
         if unknown := set(kinds) - set(MOVEMENT_KINDS):
-            raise BadRequest(f"unknown kind {sorted(unknown)[0]!r}: one of {MOVEMENT_KINDS}")
+            raise BadParameter(f"unknown kind {sorted(unknown)[0]!r}: one of {MOVEMENT_KINDS}")
         customer = request.query_params.get("customer")
         await ProjectionRunner(
             runtime.engine, reporting_currency=runtime.settings.reporting_currency

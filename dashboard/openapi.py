@@ -176,10 +176,17 @@ def _param(name: str, description: str, schema: dict[str, Any] | None = None) ->
     }
 
 
-_ACCOUNT: Final = _param("account", "The account (default: `default`).")
+_ACCOUNT: Final = _param(
+    "account",
+    "The account (default: `default`).",
+    {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+)
 _PERIOD: Final = [
-    _param("period", "2025-01, 2025-Q1, 2025, or last-day|week|month|quarter|year."),
-    _param("from", "Start, an ISO date or time (with `to`)."),
+    _param(
+        "period",
+        "2025-01, 2025-Q1, 2025, or last-day|week|month|quarter|year; from 1970 to 9998.",
+    ),
+    _param("from", "Start, an ISO date or time from 1970-01-01 to 9999-01-01 (with `to`)."),
     _param("to", "End, exclusive."),
 ]
 _BOOL: Final = {"type": "string", "enum": ["true", "false", "1", "0"]}
@@ -221,7 +228,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "parameters": [
                     *_PERIOD,
                     _param("as_of", "A snapshot at this instant instead of a period."),
-                    _param("by_month", "One document per month of the range.", _BOOL),
+                    _param("by_month", "One document per month (600 at most).", _BOOL),
                     _param("as_reported", "As known at the freeze time, not restated.", _BOOL),
                     _param("frozen_at", "Freeze time for as_reported (default: period end)."),
                     _ACCOUNT,

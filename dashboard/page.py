@@ -7,8 +7,6 @@ event ids; every table downloads as CSV.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,11 +19,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dashboard import charts
 from dashboard.auth import COOKIE, authorized, session_value, token_matches
+from dashboard.csv_export import csv_response
+from dashboard.params import BadParameter, account_of
+from dashboard.quarantine_notice import quarantine_notice
 from ledger.accounts import all_accounts
-from ledger.settings import DEFAULT_ACCOUNT
 from projections.fx import MissingRate
 from projections.money import major_units
-from projections.periods import add_months, month_start
+from projections.periods import PeriodError, add_months, check_range, month_start, parse_month
 from projections.queries import MovementRow, movements_between
 from projections.reports import metric_documents
 
@@ -70,11 +70,9 @@ TABLES: Final[dict[str, tuple[str, list[tuple[str, str, str]]]]] = {
         ],
     ),
 }
+# The CSV columns holding numbers; every other column is text (see csv_export).
+_NUMERIC_COLUMNS: Final = {"amount"} | {key for _, cols in TABLES.values() for _, key, _ in cols}
 _SYMBOLS: Final = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
-
-
-class BadView(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,24 +106,18 @@ class View:
         return urlencode(params)
 
 
-def _month(text: str, name: str) -> datetime:
-    try:
-        parsed = datetime.strptime(text, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        raise BadView(f"{name} must be a month, YYYY-MM") from None
-    return parsed
-
-
 def view_of(request: Request, now: datetime) -> View:
+    """The view a query names; raises BadParameter or PeriodError saying what is wrong."""
     q = request.query_params
     last = add_months(month_start(now), -1)
-    end = _month(q["to"], "to") if "to" in q else last
-    first = _month(q["from"], "from") if "from" in q else add_months(end, 1 - SHOWN_MONTHS)
+    end = parse_month(q["to"], "to") if "to" in q else last
+    first = parse_month(q["from"], "from") if "from" in q else add_months(end, 1 - SHOWN_MONTHS)
     count = (end.year - first.year) * 12 + end.month - first.month + 1
     if not 1 <= count <= 60:
-        raise BadView("show between 1 and 60 months (from <= to)")
-    month = _month(q["month"], "month") if q.get("month") else None
-    account = q.get("account") or DEFAULT_ACCOUNT
+        raise BadParameter("show between 1 and 60 months (from <= to)")
+    check_range(first, add_months(end, 1))  # a default `from` may precede the calendar
+    month = parse_month(q["month"], "month") if q.get("month") else None
+    account = account_of(q)
     return View(account, first, count, q.get("as_reported") in ("1", "true"), month)
 
 
@@ -282,10 +274,10 @@ async def dashboard(request: Request) -> Response:
     try:
         view = view_of(request, datetime.now(UTC))
         docs = await _documents(request, view)
-    except BadView as exc:
-        return HTMLResponse(_page("stripe-ledger", f"<p>{escape(str(exc))}</p>"), 400)
+    except (BadParameter, PeriodError) as exc:
+        return HTMLResponse(_page("stripe-ledger", f"<p role=alert>{escape(str(exc))}</p>"), 400)
     except MissingRate as exc:
-        return HTMLResponse(_page("stripe-ledger", f"<p>{escape(str(exc))}</p>"), 422)
+        return HTMLResponse(_page("stripe-ledger", f"<p role=alert>{escape(str(exc))}</p>"), 422)
     currency = docs[0]["currency"] if docs else "usd"
     accounts = sorted(await all_accounts(runtime.engine, runtime.settings))
     options = "".join(
@@ -321,7 +313,10 @@ async def dashboard(request: Request) -> Response:
                 conn, view.account, view.month, add_months(view.month, 1)
             )
         sections.insert(2, _movements_section(rows, view.month))
-    return HTMLResponse(_page(f"stripe-ledger: {view.account}", header + "".join(sections)))
+    notice = await quarantine_notice(runtime.engine, view.account)
+    return HTMLResponse(
+        _page(f"stripe-ledger: {view.account}", header + notice + "".join(sections))
+    )
 
 
 async def download(request: Request) -> Response:
@@ -333,7 +328,7 @@ async def download(request: Request) -> Response:
         view = view_of(request, datetime.now(UTC))
         if name == "month_movements":
             if view.month is None:
-                raise BadView("month_movements needs month=YYYY-MM")
+                raise BadParameter("month_movements needs month=YYYY-MM")
             async with runtime.engine.connect() as conn:
                 rows = await movements_between(
                     conn, view.account, view.month, add_months(view.month, 1)
@@ -364,25 +359,22 @@ async def download(request: Request) -> Response:
             columns = TABLES[name][1]
             header = ["month", *(key for _, key, _ in columns), "currency"]
             lines = [
-                [d["period_start"][:7], *(d.get(key) or "" for _, key, _ in columns), d["currency"]]
+                [d["period_start"][:7], *(_figure(d, key) for _, key, _ in columns), d["currency"]]
                 for d in docs
             ]
         else:
-            raise BadView(f"table must be one of {', '.join([*TABLES, 'month_movements'])}")
-    except BadView as exc:
+            raise BadParameter(f"table must be one of {', '.join([*TABLES, 'month_movements'])}")
+    except (BadParameter, PeriodError) as exc:
         return Response(f"{exc}\n", status_code=400, media_type="text/plain")
     except MissingRate as exc:
         return Response(f"{exc}\n", status_code=422, media_type="text/plain")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(lines)
     filename = f"{view.account}-{name}-{view.first:%Y-%m}.csv"
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return csv_response(header, lines, filename, numeric=_NUMERIC_COLUMNS)
+
+
+def _figure(document: dict[str, Any], key: str) -> Any:
+    value = document.get(key)
+    return "" if value is None else value  # a count of 0 is a figure, not a blank
 
 
 async def login(request: Request) -> Response:

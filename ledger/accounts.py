@@ -35,6 +35,11 @@ from ledger.settings import (
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
+def is_account_name(name: str) -> bool:
+    """Whether `name` could name an account (fullmatch: `$` would let a final newline in)."""
+    return _NAME.fullmatch(name) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
