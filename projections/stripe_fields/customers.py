@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ._read import StripeJson, flag, metadata, required_id, text, time
+from ._read import (
+    StripeJson,
+    currency_code,
+    flag,
+    metadata,
+    required_id,
+    text,
+    time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +40,8 @@ def read_customer(obj: StripeJson) -> Customer:
         name=text(obj.get("name"))
         or text(obj.get("business_name"))
         or text(obj.get("individual_name")),
-        created=time(obj.get("created")),
-        currency=text(obj.get("currency")),
+        created=time(obj.get("created"), field="created"),
+        currency=currency_code(obj.get("currency")),
         deleted=obj.get("deleted") is True,
         livemode=flag(obj.get("livemode")),
         metadata=metadata(obj.get("metadata")),

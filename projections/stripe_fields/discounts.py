@@ -11,18 +11,21 @@ from typing import Literal
 from ._read import (
     StripeJson,
     StripeShapeError,
+    amount,
+    count,
+    currency_code,
     exact,
     first_of,
     get,
-    integer,
     mapping,
     ref_id,
     required_id,
-    text,
     time,
 )
 
 Duration = Literal["forever", "repeating", "once"]
+# A repeating coupon runs for some months; a century is beyond any Stripe allows.
+_MOST_MONTHS = 1200
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,13 @@ def read_coupon(obj: StripeJson) -> Coupon:
     return Coupon(
         id=required_id(obj, "coupon"),
         # A JSON number (25.5), read through its decimal text so 25.5 stays 51/2.
-        percent_off=exact(obj.get("percent_off"), field="percent_off"),
-        amount_off=integer(obj.get("amount_off")),
-        currency=text(obj.get("currency")),
+        percent_off=exact(obj.get("percent_off"), field="percent_off", low=0, high=100),
+        amount_off=amount(obj.get("amount_off"), field="amount_off"),
+        currency=currency_code(obj.get("currency")),
         duration=_duration(obj.get("duration")),
-        duration_in_months=integer(obj.get("duration_in_months")),
+        duration_in_months=count(
+            obj.get("duration_in_months"), field="duration_in_months", most=_MOST_MONTHS
+        ),
     )
 
 
@@ -97,8 +102,8 @@ def read_discount(obj: StripeJson) -> Discount:
         invoice=ref_id(obj.get("invoice")),
         invoice_item=ref_id(obj.get("invoice_item")),
         promotion_code=ref_id(obj.get("promotion_code")),
-        start=time(obj.get("start")),
-        end=time(obj.get("end")),
+        start=time(obj.get("start"), field="start"),
+        end=time(obj.get("end"), field="end"),
     )
 
 

@@ -9,13 +9,16 @@ from fractions import Fraction
 from typing import Literal
 
 from ._read import (
+    MAX_QUANTITY,
     StripeJson,
+    amount,
+    count,
+    currency_code,
     exact,
     first_of,
     flag,
     get,
     has_more,
-    integer,
     items,
     mapping,
     objects,
@@ -116,7 +119,7 @@ _KINDS: dict[str, LineKind] = {
 
 
 def _sum_amounts(entries: Iterable[StripeJson]) -> int:
-    return sum(integer(e.get("amount")) or 0 for e in entries)
+    return sum(amount(e.get("amount"), field="amount") or 0 for e in entries)
 
 
 def _line_taxes(obj: StripeJson) -> tuple[int, int, bool | None]:
@@ -128,10 +131,10 @@ def _line_taxes(obj: StripeJson) -> tuple[int, int, bool | None]:
     total = inclusive = 0
     behaviours: set[bool] = set()
     for entry in objects(first_of(obj.get("taxes"), obj.get("tax_amounts"))):
-        amount = integer(entry.get("amount")) or 0
+        taxed = amount(entry.get("amount"), field="amount") or 0
         is_inclusive = entry.get("inclusive") is True or entry.get("tax_behavior") == "inclusive"
-        total += amount
-        inclusive += amount if is_inclusive else 0
+        total += taxed
+        inclusive += taxed if is_inclusive else 0
         behaviours.add(is_inclusive)
     return total, inclusive, behaviours.pop() if len(behaviours) == 1 else None
 
@@ -176,8 +179,8 @@ def read_invoice_line(obj: StripeJson) -> InvoiceLine:
     discount_ids, _ = discount_refs(items(obj.get("discounts")))
     return InvoiceLine(
         id=line_id,
-        amount=integer(obj.get("amount")) or 0,
-        currency=text(obj.get("currency")),
+        amount=amount(obj.get("amount"), field="amount") or 0,
+        currency=currency_code(obj.get("currency")),
         kind=kind,
         proration=first_of(flag(get(details, "proration")), flag(obj.get("proration"))) is True,
         subscription=subscription,
@@ -188,10 +191,12 @@ def read_invoice_line(obj: StripeJson) -> InvoiceLine:
         price_id=price_id,
         price=price,
         unit_amount=unit if unit is not None else (price.unit_amount if price else None),
-        quantity=integer(obj.get("quantity")),
-        quantity_decimal=exact(obj.get("quantity_decimal"), field="quantity_decimal"),
-        period_start=time(get(obj, "period", "start")),
-        period_end=time(get(obj, "period", "end")),
+        quantity=count(obj.get("quantity"), field="quantity"),
+        quantity_decimal=exact(
+            obj.get("quantity_decimal"), field="quantity_decimal", low=0, high=MAX_QUANTITY
+        ),
+        period_start=time(get(obj, "period", "start"), field="period.start"),
+        period_end=time(get(obj, "period", "end"), field="period.end"),
         tax_amount=tax,
         inclusive_tax_amount=inclusive_tax,
         tax_inclusive=tax_inclusive,
@@ -203,7 +208,7 @@ def read_invoice_line(obj: StripeJson) -> InvoiceLine:
 
 def _invoice_tax(obj: StripeJson) -> int:
     # `tax` (old), then `total_tax_amounts` (to basil), then `total_taxes` (basil on).
-    old = integer(obj.get("tax"))
+    old = amount(obj.get("tax"), field="tax")
     if old is not None:
         return old
     return _sum_amounts(objects(first_of(obj.get("total_taxes"), obj.get("total_tax_amounts"))))
@@ -233,30 +238,32 @@ def read_invoice(obj: StripeJson) -> Invoice:
             )
         ),
         status=status,
-        currency=text(obj.get("currency")),
+        currency=currency_code(obj.get("currency")),
         livemode=flag(obj.get("livemode")),
-        created=time(obj.get("created")),
+        created=time(obj.get("created"), field="created"),
         billing_reason=text(obj.get("billing_reason")),
         collection_method=text(obj.get("collection_method")),
-        amount_due=integer(obj.get("amount_due")),
-        amount_paid=integer(obj.get("amount_paid")),
-        amount_remaining=integer(obj.get("amount_remaining")),
-        subtotal=integer(obj.get("subtotal")),
-        total=integer(obj.get("total")),
+        amount_due=amount(obj.get("amount_due"), field="amount_due"),
+        amount_paid=amount(obj.get("amount_paid"), field="amount_paid"),
+        amount_remaining=amount(obj.get("amount_remaining"), field="amount_remaining"),
+        subtotal=amount(obj.get("subtotal"), field="subtotal"),
+        total=amount(obj.get("total"), field="total"),
         tax=_invoice_tax(obj),
-        total_excluding_tax=integer(obj.get("total_excluding_tax")),
+        total_excluding_tax=amount(obj.get("total_excluding_tax"), field="total_excluding_tax"),
         # `paid` left the invoice in basil; an invoice is paid exactly when its status is.
         paid=(obj.get("paid") is True) if "paid" in obj else status == "paid",
         paid_out_of_band=flag(obj.get("paid_out_of_band")),
-        finalized_at=time(get(transitions, "finalized_at")),
-        paid_at=time(get(transitions, "paid_at")),
-        voided_at=time(get(transitions, "voided_at")),
-        marked_uncollectible_at=time(get(transitions, "marked_uncollectible_at")),
+        finalized_at=time(get(transitions, "finalized_at"), field="finalized_at"),
+        paid_at=time(get(transitions, "paid_at"), field="paid_at"),
+        voided_at=time(get(transitions, "voided_at"), field="voided_at"),
+        marked_uncollectible_at=time(
+            get(transitions, "marked_uncollectible_at"), field="marked_uncollectible_at"
+        ),
         # The invoice's own period is when its pending invoice items accrued, not the
         # service period: for subscription invoices read the lines' periods instead
         # (https://docs.stripe.com/api/invoices/object#invoice_object-period_start).
-        period_start=time(obj.get("period_start")),
-        period_end=time(obj.get("period_end")),
+        period_start=time(obj.get("period_start"), field="period_start"),
+        period_end=time(obj.get("period_end"), field="period_end"),
         charge=ref_id(
             first_of(
                 obj.get("charge"),
@@ -278,17 +285,17 @@ def read_invoice_payment(obj: StripeJson) -> InvoicePayment:
     return InvoicePayment(
         id=required_id(obj, "invoice_payment"),
         invoice=ref_id(obj.get("invoice")),
-        amount_paid=integer(obj.get("amount_paid")),
-        amount_requested=integer(obj.get("amount_requested")),
-        currency=text(obj.get("currency")),
+        amount_paid=amount(obj.get("amount_paid"), field="amount_paid"),
+        amount_requested=amount(obj.get("amount_requested"), field="amount_requested"),
+        currency=currency_code(obj.get("currency")),
         status=text(obj.get("status")),
         payment_type=text(get(payment, "type")),
         charge=ref_id(get(payment, "charge")),
         payment_intent=ref_id(get(payment, "payment_intent")),
         payment_record=ref_id(get(payment, "payment_record")),
-        created=time(obj.get("created")),
-        paid_at=time(get(transitions, "paid_at")),
-        canceled_at=time(get(transitions, "canceled_at")),
+        created=time(obj.get("created"), field="created"),
+        paid_at=time(get(transitions, "paid_at"), field="paid_at"),
+        canceled_at=time(get(transitions, "canceled_at"), field="canceled_at"),
         is_default=obj.get("is_default") is True,
         livemode=flag(obj.get("livemode")),
     )

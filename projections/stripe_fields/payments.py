@@ -8,10 +8,11 @@ from fractions import Fraction
 
 from ._read import (
     StripeJson,
+    amount,
+    currency_code,
     exact,
     flag,
     has_more,
-    integer,
     items,
     mapping,
     objects,
@@ -20,6 +21,10 @@ from ._read import (
     text,
     time,
 )
+
+# A balance transaction's exchange rate (major units into major units): the widest real
+# pair (a dollar in Iranian rials) is about 10^5.
+_MOST_RATE = 10**6
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +101,20 @@ class Dispute:
 def read_balance_transaction(obj: StripeJson) -> BalanceTransaction:
     return BalanceTransaction(
         id=required_id(obj, "balance_transaction"),
-        amount=integer(obj.get("amount")),
-        fee=integer(obj.get("fee")),
-        net=integer(obj.get("net")),
-        currency=text(obj.get("currency")),
+        amount=amount(obj.get("amount"), field="amount"),
+        fee=amount(obj.get("fee"), field="fee"),
+        net=amount(obj.get("net"), field="net"),
+        currency=currency_code(obj.get("currency")),
         type=text(obj.get("type")),
         reporting_category=text(obj.get("reporting_category")),
         status=text(obj.get("status")),
         source=ref_id(obj.get("source")),
-        created=time(obj.get("created")),
-        available_on=time(obj.get("available_on")),
+        created=time(obj.get("created"), field="created"),
+        available_on=time(obj.get("available_on"), field="available_on"),
         # A JSON number (e.g. 0.912345); read through its decimal text, never as a float.
-        exchange_rate=exact(obj.get("exchange_rate"), field="exchange_rate"),
+        exchange_rate=exact(
+            obj.get("exchange_rate"), field="exchange_rate", low=0, high=_MOST_RATE
+        ),
     )
 
 
@@ -119,9 +126,9 @@ def read_refund(obj: StripeJson) -> Refund:
         # Refunds name their customer only from 2026-07-29.dahlia
         # (https://docs.stripe.com/changelog/dahlia/2026-07-29/adds-customer-and-payment-method-details-to-the-refunds-api).
         customer=ref_id(obj.get("customer")),
-        amount=integer(obj.get("amount")),
-        currency=text(obj.get("currency")),
-        created=time(obj.get("created")),
+        amount=amount(obj.get("amount"), field="amount"),
+        currency=currency_code(obj.get("currency")),
+        created=time(obj.get("created"), field="created"),
         status=text(obj.get("status")),
         reason=text(obj.get("reason")),
         balance_transaction=ref_id(obj.get("balance_transaction")),
@@ -131,16 +138,16 @@ def read_refund(obj: StripeJson) -> Refund:
 def read_charge(obj: StripeJson) -> Charge:
     """Read a charge; `fee` is known only when `balance_transaction` is expanded."""
     refunds_list = obj.get("refunds")
-    amount_refunded = integer(obj.get("amount_refunded"))
+    amount_refunded = amount(obj.get("amount_refunded"), field="amount_refunded")
     expanded_txn = mapping(obj.get("balance_transaction"))
     return Charge(
         id=required_id(obj, "charge"),
         customer=ref_id(obj.get("customer")),
-        amount=integer(obj.get("amount")),
-        amount_captured=integer(obj.get("amount_captured")),
+        amount=amount(obj.get("amount"), field="amount"),
+        amount_captured=amount(obj.get("amount_captured"), field="amount_captured"),
         amount_refunded=amount_refunded,
-        currency=text(obj.get("currency")),
-        created=time(obj.get("created")),
+        currency=currency_code(obj.get("currency")),
+        created=time(obj.get("created"), field="created"),
         status=text(obj.get("status")),
         paid=flag(obj.get("paid")),
         captured=flag(obj.get("captured")),
@@ -151,7 +158,7 @@ def read_charge(obj: StripeJson) -> Charge:
         invoice=ref_id(obj.get("invoice")),
         payment_intent=ref_id(obj.get("payment_intent")),
         balance_transaction=ref_id(obj.get("balance_transaction")),
-        fee=integer(expanded_txn.get("fee")) if expanded_txn is not None else None,
+        fee=amount(expanded_txn.get("fee"), field="fee") if expanded_txn is not None else None,
         refunds=tuple(read_refund(refund) for refund in objects(refunds_list)),
         # From 2022-11-15 `refunds` is absent unless expanded
         # (https://docs.stripe.com/changelog/2022-11-15/deprecates-charges-auto-expand): then
@@ -178,14 +185,14 @@ def read_dispute(obj: StripeJson) -> Dispute:
         id=required_id(obj, "dispute"),
         charge=ref_id(obj.get("charge")),
         payment_intent=ref_id(obj.get("payment_intent")),
-        amount=integer(obj.get("amount")),
-        currency=text(obj.get("currency")),
+        amount=amount(obj.get("amount"), field="amount"),
+        currency=currency_code(obj.get("currency")),
         status=text(obj.get("status")),
-        created=time(obj.get("created")),
+        created=time(obj.get("created"), field="created"),
         reason=text(obj.get("reason")),
         balance_transaction_ids=tuple(ids),
-        fee_total=sum(integer(t.get("fee")) or 0 for t in embedded),
-        net_total=sum(integer(t.get("net")) or 0 for t in embedded),
+        fee_total=sum(amount(t.get("fee"), field="fee") or 0 for t in embedded),
+        net_total=sum(amount(t.get("net"), field="net") or 0 for t in embedded),
         balance_transactions=tuple(
             read_balance_transaction(t) for t in embedded if ref_id(t) is not None
         ),

@@ -6,12 +6,25 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from ._read import StripeJson, StripeShapeError, exact, get, integer, objects, ref_id, text
+from ._read import (
+    StripeJson,
+    StripeShapeError,
+    count,
+    currency_code,
+    exact,
+    get,
+    integer,
+    objects,
+    ref_id,
+    text,
+)
 
 BillingScheme = Literal["per_unit", "tiered"]
 TiersMode = Literal["graduated", "volume"]
 UsageType = Literal["licensed", "metered"]
 RoundMode = Literal["up", "down"]
+# Stripe allows a billing period of at most three years (1095 days).
+_MOST_INTERVALS = 1095
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +98,7 @@ def _amount(obj: object, decimal_key: str, int_key: str) -> Fraction | None:
 
 def _tier(obj: StripeJson) -> Tier:
     return Tier(
-        up_to=integer(obj.get("up_to")),
+        up_to=count(obj.get("up_to"), field="up_to"),
         unit_amount=_amount(obj, "unit_amount_decimal", "unit_amount") or Fraction(0),
         flat_amount=_amount(obj, "flat_amount_decimal", "flat_amount") or Fraction(0),
     )
@@ -113,14 +126,17 @@ def read_price(obj: StripeJson) -> Price:
     )
     return Price(
         id=price_id,
-        currency=text(obj.get("currency")),
+        currency=currency_code(obj.get("currency")),
         unit_amount=unit,
         billing_scheme=_billing_scheme(obj.get("billing_scheme")),
         tiers_mode=_tiers_mode(obj.get("tiers_mode")),
         tiers=tuple(_tier(tier) for tier in objects(obj.get("tiers"))),
         interval=text(get(recurrence, "interval")),
         # One-time prices have no recurrence; 1 keeps the month normalisation total.
-        interval_count=integer(get(recurrence, "interval_count")) or 1,
+        interval_count=count(
+            get(recurrence, "interval_count"), field="interval_count", most=_MOST_INTERVALS
+        )
+        or 1,
         usage_type=_usage_type(get(recurrence, "usage_type")),
         transform_divide_by=integer(get(transform, "divide_by")),
         transform_round=_round(get(transform, "round")),

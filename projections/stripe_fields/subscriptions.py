@@ -11,11 +11,12 @@ from typing import NamedTuple
 from ._read import (
     StripeJson,
     StripeShapeError,
+    count,
+    currency_code,
     first_of,
     flag,
     get,
     has_more,
-    integer,
     items,
     mapping,
     metadata,
@@ -119,11 +120,11 @@ def read_subscription_item(obj: StripeJson) -> SubscriptionItem:
     return SubscriptionItem(
         id=required_id(obj, "subscription_item"),
         price=read_price(_item_price(obj)),
-        quantity=integer(obj.get("quantity")),
+        quantity=count(obj.get("quantity"), field="quantity"),
         discount_ids=ids,
         discounts=discounts,
-        current_period_start=time(obj.get("current_period_start")),
-        current_period_end=time(obj.get("current_period_end")),
+        current_period_start=time(obj.get("current_period_start"), field="current_period_start"),
+        current_period_end=time(obj.get("current_period_end"), field="current_period_end"),
     )
 
 
@@ -138,7 +139,10 @@ def _periods(
     subscription's period is the earliest item start and the earliest item end (the
     next renewal), since items on flexible billing may differ.
     """
-    start, end = time(sub.get("current_period_start")), time(sub.get("current_period_end"))
+    start, end = (
+        time(sub.get("current_period_start"), field="current_period_start"),
+        time(sub.get("current_period_end"), field="current_period_end"),
+    )
     if start is not None or end is not None:
         filled = [
             dataclasses.replace(
@@ -173,22 +177,23 @@ def read_subscription(obj: StripeJson) -> Subscription:
         status=text(obj.get("status")),
         # `currency` is a later addition (absent in e.g. 2020-03-02 payloads); every item
         # of a subscription shares its currency, so the first price's is the same fact.
-        currency=text(obj.get("currency")) or next((i.price.currency for i in found), None),
+        currency=currency_code(obj.get("currency"))
+        or next((i.price.currency for i in found), None),
         livemode=flag(obj.get("livemode")),
-        created=time(obj.get("created")),
-        start_date=time(obj.get("start_date")),
-        billing_cycle_anchor=time(obj.get("billing_cycle_anchor")),
-        trial_start=time(obj.get("trial_start")),
-        trial_end=time(obj.get("trial_end")),
+        created=time(obj.get("created"), field="created"),
+        start_date=time(obj.get("start_date"), field="start_date"),
+        billing_cycle_anchor=time(obj.get("billing_cycle_anchor"), field="billing_cycle_anchor"),
+        trial_start=time(obj.get("trial_start"), field="trial_start"),
+        trial_end=time(obj.get("trial_end"), field="trial_end"),
         cancel_at_period_end=obj.get("cancel_at_period_end") is True,
-        cancel_at=time(obj.get("cancel_at")),
-        canceled_at=time(obj.get("canceled_at")),
-        ended_at=time(obj.get("ended_at")),
+        cancel_at=time(obj.get("cancel_at"), field="cancel_at"),
+        canceled_at=time(obj.get("canceled_at"), field="canceled_at"),
+        ended_at=time(obj.get("ended_at"), field="ended_at"),
         cancellation_reason=text(get(cancellation, "reason")),
         cancellation_feedback=text(get(cancellation, "feedback")),
         cancellation_comment=text(get(cancellation, "comment")),
         pause_behavior=text(get(pause, "behavior")),
-        pause_resumes_at=time(get(pause, "resumes_at")),
+        pause_resumes_at=time(get(pause, "resumes_at"), field="resumes_at"),
         items=tuple(filled),
         items_has_more=has_more(obj.get("items")),
         discount_ids=ids,
@@ -208,7 +213,7 @@ def _phase(obj: StripeJson) -> SchedulePhase:
     phase_items = tuple(
         PhaseItem(
             price_id=ref_id(first_of(e.get("price"), e.get("plan"))),
-            quantity=integer(e.get("quantity")),
+            quantity=count(e.get("quantity"), field="quantity"),
         )
         for e in entries
     )
@@ -221,12 +226,12 @@ def _phase(obj: StripeJson) -> SchedulePhase:
         if found is not None:
             discount_ids.append(found)
     return SchedulePhase(
-        start_date=time(obj.get("start_date")),
-        end_date=time(obj.get("end_date")),
+        start_date=time(obj.get("start_date"), field="start_date"),
+        end_date=time(obj.get("end_date"), field="end_date"),
         items=phase_items,
         coupon_ids=tuple(c for c in coupons if c is not None),
         discount_ids=tuple(discount_ids),
-        trial_end=time(obj.get("trial_end")),
+        trial_end=time(obj.get("trial_end"), field="trial_end"),
     )
 
 
@@ -239,10 +244,10 @@ def read_subscription_schedule(obj: StripeJson) -> SubscriptionSchedule:
         status=text(obj.get("status")),
         end_behavior=text(obj.get("end_behavior")),
         phases=tuple(_phase(phase) for phase in objects(obj.get("phases"))),
-        current_phase_start=time(get(current, "start_date")),
-        current_phase_end=time(get(current, "end_date")),
+        current_phase_start=time(get(current, "start_date"), field="start_date"),
+        current_phase_end=time(get(current, "end_date"), field="end_date"),
         released_subscription=ref_id(obj.get("released_subscription")),
-        released_at=time(obj.get("released_at")),
-        canceled_at=time(obj.get("canceled_at")),
-        completed_at=time(obj.get("completed_at")),
+        released_at=time(obj.get("released_at"), field="released_at"),
+        canceled_at=time(obj.get("canceled_at"), field="canceled_at"),
+        completed_at=time(obj.get("completed_at"), field="completed_at"),
     )
