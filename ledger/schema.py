@@ -210,6 +210,21 @@ projection_positions = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Customers whose events cannot be derived (projections/quarantine.py): their read-model
+# rows are left as they were and every other customer goes on. `event_ids` (a JSON array)
+# names the event that made the derivation fail, or all of the customer's events when no
+# single one can be named; `error` is one line without payload data. The row goes once the
+# customer derives again. Not a read model: a rebuild does not drop it.
+projection_errors = Table(
+    "projection_errors",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("customer_id", String(255), primary_key=True),
+    Column("event_ids", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", UTCDateTime, nullable=False),
+)
+
 # Routing for events whose object names no customer (a refund before 2026-07-29, a balance
 # transaction, an invoice payment, a dispute): the customer is found through the object
 # they refer to. `customer_id` is NULL while that object is not known yet.
