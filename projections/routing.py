@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Select, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.account_mode import account_livemode
 from ledger.engine import dialect_insert
 from ledger.event_log import StoredEvent
 from ledger.schema import event_routes, ledger_events, object_owners
@@ -170,16 +171,19 @@ async def _object_of(conn: AsyncConnection, position: int) -> str | None:
 
 
 def events_of_customers(account: str, customer_ids: Sequence[str]) -> Select[Any]:
-    """Every event of these customers, their own and those routed to them, as rows with a
-    `route` column (the customer), ordered by customer then position."""
+    """Every event of these customers in the account's mode (ledger.account_mode), their
+    own and those routed to them, as rows with a `route` column (the customer), ordered by
+    customer then position."""
     e, r = ledger_events.c, event_routes.c
+    # Only the account's own mode: a test event must never count in live figures.
+    in_mode = e.livemode == account_livemode(account)
     own = select(ledger_events, e.customer_id.label("route")).where(
-        e.account == account, e.customer_id.in_(customer_ids)
+        e.account == account, e.customer_id.in_(customer_ids), in_mode
     )
     routed = (
         select(ledger_events, r.customer_id.label("route"))
         .join(event_routes, (r.account == e.account) & (r.position == e.position))
-        .where(r.account == account, r.customer_id.in_(customer_ids))
+        .where(r.account == account, r.customer_id.in_(customer_ids), in_mode)
     )
     combined = union_all(own, routed).subquery()
     return select(combined).order_by(combined.c.route, combined.c.position)

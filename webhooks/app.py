@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dashboard.routes import read_routes
+from ledger.account_mode import PinnedModes
 from ledger.accounts import Account, accounts_from_settings, all_accounts
 from ledger.engine import engine_from_settings, ping
 from ledger.envelope import Source, parse_event
@@ -48,6 +49,7 @@ class Runtime:
     # Shared with the companions (the projection worker reads it on every round).
     account_names: list[str]
     _cache: AccountCache = field(init=False, repr=False)
+    modes: PinnedModes = field(default_factory=PinnedModes, repr=False)
 
     def __post_init__(self) -> None:
         self._cache = AccountCache(self.engine, self.settings, self.accounts, self.account_names)
@@ -101,6 +103,15 @@ async def receive_event(request: Request) -> JSONResponse:
     if not account.accepts_livemode(event.livemode):
         mode = "live" if event.livemode else "test"
         return _refuse(400, f"a {mode}-mode event sent to a {account.mode}-mode account", **context)
+    try:  # one account's figures never mix modes (ledger.account_mode)
+        other_mode = await asyncio.wait_for(
+            runtime.modes.refusal(runtime.engine, account.name, event.livemode),
+            settings.commit_timeout_seconds,
+        )
+    except (LedgerUnavailable, TimeoutError):
+        return JSONResponse({"error": "ledger unavailable, retry later"}, status_code=503)
+    if other_mode is not None:
+        return _refuse(400, other_mode, **context)
     try:
         result = await asyncio.wait_for(
             runtime.committer.append(event), settings.commit_timeout_seconds
