@@ -14,6 +14,7 @@ from cli.common import console, errors, load_cli_settings, with_engine
 from cli.replay_command import credentials
 from ledger.secrets import mask
 from ledger.settings import DEFAULT_ACCOUNT, ConfigError, Mode
+from projections.quarantine import all_quarantined, quarantine_problems
 from replay.check import CheckReport, run_check
 from replay.client import StripeApi
 
@@ -41,6 +42,7 @@ def check(
             public_url=url,
             reporting_currency=settings.reporting_currency,
         )
+        report.problems += quarantine_problems(await all_quarantined(engine, account), account)
         return report, mask(key)
 
     try:
