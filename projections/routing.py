@@ -99,7 +99,9 @@ async def _record_routes(conn: AsyncConnection, routes: list[dict[str, Any]]) ->
 def _nested_refunds(event: StoredEvent) -> list[str]:
     refunds = orjson.loads(event.payload)["data"]["object"].get("refunds")
     data = refunds.get("data") if isinstance(refunds, dict) else None
-    return [r["id"] for r in data or [] if isinstance(r, dict) and isinstance(r.get("id"), str)]
+    # ref_id: an id longer than object_owners.object_id names no refund (and would fail the
+    # INSERT, stopping routing for the whole account).
+    return [found for r in data or [] if isinstance(r, dict) and (found := ref_id(r))]
 
 
 async def _owner(conn: AsyncConnection, account: str, object_id: str) -> str | None:
