@@ -21,6 +21,7 @@ import httpx
 import pytest
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Message, Scope
 
 from cli.serving import connection_cap
 from tests.conftest import make_settings
@@ -88,20 +89,20 @@ async def test_a_client_leaving_mid_body_is_logged_in_one_line_without_a_traceba
     database: TestDatabase, engine: AsyncEngine
 ) -> None:
     app = create_app(make_settings(database))
-    messages = iter(
+    messages: Iterator[Message] = iter(
         [
             {"type": "http.request", "body": b'{"id": "evt_', "more_body": True},
             {"type": "http.disconnect"},
         ]
     )
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return next(messages)
 
-    async def send(_: object) -> None:
+    async def send(_: Message) -> None:
         pass
 
-    scope = {
+    scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -118,7 +119,7 @@ async def test_a_client_leaving_mid_body_is_logged_in_one_line_without_a_traceba
     async with app.router.lifespan_context(app):
         scope["app"] = app
         with structlog.testing.capture_logs() as logs:
-            await app(scope, receive, send)  # type: ignore[arg-type]
+            await app(scope, receive, send)
     assert [line["event"] for line in logs] == ["webhook_abandoned"]
     assert logs[0]["received_bytes"] == len(b'{"id": "evt_')
     assert "exc_info" not in logs[0] and "exception" not in logs[0]
