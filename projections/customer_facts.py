@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ledger.event_log import StoredEvent
 from ledger.logs import get_logger
@@ -30,6 +30,7 @@ STATUS_RANK = {
     "canceled": 5,
     "incomplete_expired": 5,
 }
+_NO_PERIOD = datetime.min.replace(tzinfo=UTC)
 INVOICE_STATUS_RANK = {"draft": 0, "open": 1, "paid": 2, "void": 2, "uncollectible": 2}
 
 
@@ -40,11 +41,15 @@ class SubscriptionSnapshot:
     event_type: str
 
     @property
-    def sort_key(self) -> tuple[datetime, int, int, str]:
+    def sort_key(self) -> tuple[datetime, int, datetime, int, str]:
+        """Stripe's order of a subscription's states. Within one second the object's own
+        state decides: its lifecycle, then its period (a test clock advanced by months sends
+        every renewal in the same second), then its status."""
         suffix = self.event_type.rsplit(".", 1)[-1]
         return (
             self.evidence.created,
             _TYPE_RANK.get(suffix, 1),
+            self.subscription.current_period_start or _NO_PERIOD,
             STATUS_RANK.get(self.subscription.status or "", 0),
             self.evidence.event_id,
         )

@@ -166,3 +166,29 @@ def test_an_unstated_change_on_a_test_clock_never_moves_a_stated_cancellation() 
             for m in tables["mrr_movements"]
         )
         assert movements == [(start, "new", "2000/1"), (end, "churn", "2000/1")]
+
+
+def test_renewals_a_test_clock_sends_in_one_second_follow_their_periods_not_their_ids() -> None:
+    """Advancing a test clock by months sends every renewal within one wall-clock second;
+    their periods order them, whatever their event ids say."""
+    account = StripeAccount(OLD, namespace="TC-burst")
+    start, november = datetime(2023, 9, 1, tzinfo=UTC), datetime(2023, 11, 1, tzinfo=UTC)
+    account.price("price_basic", amount="10.00")
+    account.price("price_plus", amount="20.00")
+    customer = account.customer("cus_BURST", at=start)
+    account.subscribe("sub_BURST", customer, [Item("price_basic")], at=start)
+    account.renew("sub_BURST", at=datetime(2023, 10, 1, tzinfo=UTC))
+    account.renew("sub_BURST", at=november, price="price_plus")  # a schedule's next phase
+    account.renew("sub_BURST", at=datetime(2023, 12, 1, tzinfo=UTC))
+    sent = int(datetime(2023, 12, 5, tzinfo=UTC).timestamp())
+    for i, event in enumerate(account.events):
+        event["created"] = sent
+        event["id"] = f"evt_{len(account.events) - i:024d}"  # ids run against time
+    events = ledger_events(Scenario("burst", account.layout, account.events, [], {}))
+    for order in (list(range(len(events))), list(reversed(range(len(events))))):
+        tables = read_models(delivered(events, order), DEFAULT)
+        movements = sorted(
+            (dict(m)["effective_at"], dict(m)["kind"], dict(m)["amount_exact"])
+            for m in tables["mrr_movements"]
+        )
+        assert movements == [(start, "new", "1000/1"), (november, "expansion", "1000/1")]
