@@ -13,6 +13,8 @@ import os
 import resource
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,7 @@ from tests.support.process_tree import (
     rss_bytes,
     wait_until_rss_settles,
 )
-from tests.support.processes import ServerProcess, environment, start_server
+from tests.support.processes import ServerProcess, environment, free_port, start_server
 from tests.support.reliability import stored_event_ids
 from tests.support.signing import SECRET, encode, envelope, signature_header, signed
 from tests.support.stripe_fixtures import resource as stripe_resource
@@ -352,3 +354,41 @@ def test_workers_stop_when_their_supervisor_is_killed(
         server.process.wait(timeout=30)
         left = wait_until_gone(server.process.pid, within=30)
     assert left == []
+
+
+_HANGING_SHUTDOWN = """
+import asyncio, sys
+import uvicorn
+from cli.shutdown import ShutdownDeadline
+
+async def app(scope, receive, send):
+    while True:  # a lifespan whose shutdown never ends (a commit the database never answers)
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await asyncio.sleep(3600)
+
+uvicorn.run(ShutdownDeadline(app, 1.0), host="127.0.0.1", port=int(sys.argv[1]), log_config=None)
+"""
+
+
+@pytest.mark.slow
+def test_a_shutdown_that_never_ends_is_cut_at_its_deadline(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HANGING_SHUTDOWN, str(port)], cwd=Path(__file__).parents[1]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 1
