@@ -31,6 +31,7 @@ from ledger.logs import configure_logging
 from ledger.migrate import upgrade
 from ledger.settings import DEFAULT_ACCOUNT, ConfigError, check_webhook_secret
 from projections.explanations import explanation_document
+from projections.quarantine import all_quarantined, quarantine_document
 from projections.queries import customer_story
 from projections.runner import ProjectionRunner
 
@@ -111,8 +112,10 @@ def ledger_stats(
     """Stored events per account, type and source; positions, times and conflicts."""
     settings = load_cli_settings()
     stats: LedgerStats = with_engine(settings, lambda engine: EventLog(engine).stats())
+    held = with_engine(settings, all_quarantined)
     if as_json:
-        typer.echo(json.dumps(_stats_document(stats), indent=2))
+        document = _stats_document(stats) | {"projection_errors": quarantine_document(held)}
+        typer.echo(json.dumps(document, indent=2))
         return
     summary = (
         f"{stats.events} events, positions {stats.first_position}..{stats.last_position}, "
@@ -124,6 +127,13 @@ def ledger_stats(
     for row in stats.by_account_type_source:
         table.add_row(row.account, row.type, row.source, str(row.events))
     console.print(table)
+    if held:
+        console.print(f"{len(held)} customers quarantined: their events cannot be derived")
+        quarantine = Table("account", "customer", "events", "error", "since")
+        for q in held:
+            events = ", ".join(q.event_ids[:3]) + (" ..." if len(q.event_ids) > 3 else "")
+            quarantine.add_row(q.account, q.customer_id, events, q.error, q.failed_at.isoformat())
+        console.print(quarantine)
 
 
 @app.command()

@@ -18,25 +18,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.engine import is_postgres, write_transaction
 from ledger.event_log import after_position, row_to_event
 from ledger.schema import CUSTOMER_READ_MODELS, ledger_events, projection_positions
-from projections import routing
+from projections import quarantine, routing
 from projections.account_config import AccountConfig, load_config
-from projections.activity import activity_read_model
-from projections.cash import cash_rows_of
-from projections.customer_facts import customer_facts_of
-from projections.customer_history import derive_customer_history
+from projections.customer_derivation import DerivedChunk, Failure, derive_chunk, describe
 from projections.metric_settings import MetricSettings
 from projections.monthly import refresh_months
-from projections.read_events import read_events
-from projections.read_model_rows import rows_for
 
 PROJECTION = "customers"
 # Per-account lock key space for PostgreSQL advisory locks: one runner per account at a
@@ -197,47 +192,95 @@ class ProjectionRunner:
         *,
         replace: bool,
     ) -> datetime | None:
-        """Replace these customers' rows; return the earliest instant any row changed at."""
+        """Replace these customers' rows; return the earliest instant any row changed at.
+
+        A customer that cannot be derived, or whose rows cannot be written, keeps the rows
+        it had and is quarantined (projections/quarantine.py); one that derives again
+        leaves the quarantine. Catching up and rebuilding both derive through here.
+        """
         changed_since: datetime | None = None
         for start in range(0, len(customer_ids), _CUSTOMERS_PER_QUERY):
             chunk = customer_ids[start : start + _CUSTOMERS_PER_QUERY]
-            old = await _current_rows(conn, account, chunk) if replace else {}
-            if replace:
-                for table in CUSTOMER_READ_MODELS:
-                    await conn.execute(
-                        delete(table).where(
-                            table.c.account == account, table.c.customer_id.in_(chunk)
-                        )
-                    )
             rows = (await conn.execute(routing.events_of_customers(account, chunk))).all()
             # Pure CPU work: off the event loop, which may also be answering webhooks.
-            new = await asyncio.to_thread(_derive, account, rows, config)
-            for table, table_rows in new.items():
-                if table_rows:
-                    await conn.execute(table.insert(), table_rows)
-            since = _earliest_change(old, new) if replace else _earliest(new)
+            derived = await asyncio.to_thread(derive_chunk, account, rows, config)
+            good = [c for c in chunk if c not in derived.failures]
+            old = await _current_rows(conn, account, good) if replace and good else {}
+            failures = derived.failures | await _write(conn, account, good, derived, replace)
+            written = {c for c in good if c not in failures}
+            await quarantine.clear(conn, account, written)
+            await quarantine.record(conn, account, failures)
+            new = _of_customers(derived.rows, written)
+            if replace:
+                since = _earliest_change(_of_customers(old, written), new)
+            else:
+                since = _earliest(new)
             if since is not None:
                 changed_since = min(changed_since or since, since)
         return changed_since
 
 
-def _derive(
-    account: str, rows: Sequence[Any], config: AccountConfig
+async def _write(
+    conn: AsyncConnection,
+    account: str,
+    customer_ids: Sequence[str],
+    derived: DerivedChunk,
+    replace: bool,
+) -> dict[str, Failure]:
+    """Write these customers' rows, all at once, else (a write failed, and PostgreSQL
+    aborts the transaction: hence the savepoints) one customer at a time; return the
+    customers whose rows could not be written, each with why. An outage is raised, never
+    blamed on a customer."""
+    try:
+        async with conn.begin_nested():
+            await _replace(conn, account, customer_ids, derived.rows, replace)
+        return {}
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+    failures: dict[str, Failure] = {}
+    for customer_id in customer_ids:
+        try:
+            async with conn.begin_nested():
+                rows = derived.by_customer.get(customer_id, {})
+                await _replace(conn, account, [customer_id], rows, replace)
+        except Exception as exc:
+            if _is_outage(exc):
+                raise
+            failures[customer_id] = Failure(derived.event_ids.get(customer_id, ()), describe(exc))
+    return failures
+
+
+async def _replace(
+    conn: AsyncConnection,
+    account: str,
+    customer_ids: Sequence[str],
+    rows: dict[Table, list[dict[str, Any]]],
+    replace: bool,
+) -> None:
+    if replace:
+        for table in CUSTOMER_READ_MODELS:
+            await conn.execute(
+                delete(table).where(
+                    table.c.account == account, table.c.customer_id.in_(customer_ids)
+                )
+            )
+    for table, table_rows in rows.items():
+        if table_rows:
+            await conn.execute(table.insert(), table_rows)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The database is gone or busy (to be retried), not refusing one customer's rows."""
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return bool(getattr(exc, "connection_invalidated", False))
+
+
+def _of_customers(
+    rows: dict[Table, list[dict[str, Any]]], customer_ids: set[str]
 ) -> dict[Table, list[dict[str, Any]]]:
-    """Every read-model row of the customers whose events these are (grouped by route)."""
-    new: dict[Table, list[dict[str, Any]]] = {t: [] for t in CUSTOMER_READ_MODELS}
-    for customer_id, group in groupby(rows, key=lambda row: str(row.route)):
-        events = read_events(row_to_event(row) for row in group)
-        facts = customer_facts_of(account, customer_id, events)
-        history = derive_customer_history(facts, config.settings)
-        derived = (
-            rows_for(facts, history)
-            | cash_rows_of(account, customer_id, events)
-            | activity_read_model(facts, history)
-        )
-        for table, table_rows in derived.items():
-            new[table].extend(table_rows)
-    return new
+    return {t: [r for r in found if r["customer_id"] in customer_ids] for t, found in rows.items()}
 
 
 async def _current_rows(

@@ -30,6 +30,7 @@ from ledger.group_commit import GroupCommitter
 from ledger.logs import get_logger
 from ledger.migrate import is_current
 from ledger.settings import DEFAULT_ACCOUNT, Settings, load_settings
+from projections.quarantine import readiness_warnings
 from webhooks.accounts_cache import AccountCache, enabled_names
 from webhooks.body import BadContentLength, BodyAbandoned, BodyTooLarge, read_limited
 from webhooks.verify import BadSignature, verify_signature
@@ -151,7 +152,8 @@ async def readyz(request: Request) -> JSONResponse:
             {"status": "unavailable", "reason": "migrations pending: run stripe-ledger db upgrade"},
             status_code=503,
         )
-    return JSONResponse({"status": "ready"})
+    # Quarantined customers are a warning, not unreadiness (projections/quarantine.py).
+    return JSONResponse({"status": "ready", **await readiness_warnings(runtime.engine)})
 
 
 # Work that runs beside the endpoint in the same process (the projection worker): entered
