@@ -12,12 +12,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.common import console, errors, load_cli_settings, with_engine
-from ledger.engine import engine_from_settings
+from ledger.engine import create_engine, normalise_url
 from ledger.logs import get_logger
 from ledger.roles import RoleError, create_service_role, privilege_warning
 from ledger.settings import Settings
 
 log = get_logger(__name__)
+
+
+def is_postgres_url(url: str) -> bool:
+    try:
+        return normalise_url(url).get_backend_name() == "postgresql"
+    except ValueError:  # an unusable URL is reported by whatever uses it
+        return False
 
 
 def create_service_role_command(
@@ -57,8 +64,16 @@ def warn_when_privileged(settings: Settings) -> None:
     """One warning line when serving as a role that could disable the ledger's triggers or
     drop its tables. Never stops the start: a failing check is not a reason to refuse."""
 
+    if not is_postgres_url(settings.database_url):
+        return  # SQLite has no roles
+
     async def check() -> str | None:
-        engine = engine_from_settings(settings)
+        # Briefly: a database down at start-up is reported elsewhere, not waited on here.
+        engine = create_engine(
+            settings.database_url,
+            schema=settings.ledger_database_schema,
+            connect_args={"timeout": 2},
+        )
         try:
             async with engine.connect() as conn:
                 return await privilege_warning(conn)
