@@ -254,13 +254,15 @@ def test_serve_warns_when_it_connects_as_a_superuser(
     assert len(warnings) == 1 and "a superuser" in warnings[0]
 
 
-def test_serve_as_the_service_role_takes_webhooks_without_a_warning(
+def test_serve_as_the_service_role_is_ready_and_takes_webhooks_without_a_warning(
     postgres_database: TestDatabase, role: str, tmp_path: Path
 ) -> None:
     env = environment(as_role(postgres_database, role))
     body = encode(fresh_id(event_2020("invoice_paid")))
     with server_process(env, tmp_path) as server:
+        ready = httpx.get(f"{server.base}/readyz")
         response = httpx.post(f"{server.base}/webhooks/stripe", content=body, headers=signed(body))
+    assert ready.status_code == 200, ready.text
     assert response.status_code == 200, response.text
     assert "can_rewrite_the_ledger" not in server.log_path.read_text()
 
