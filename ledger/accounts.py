@@ -151,6 +151,7 @@ async def add_account(
     async with write_transaction(engine) as conn:
         if await conn.scalar(select(accounts.c.name).where(accounts.c.name == name)):
             raise ConfigError(f"account {name!r} already exists")
+        await _refuse_a_second_key(conn, box)
         await conn.execute(
             accounts.insert().values(
                 name=name,
@@ -163,6 +164,25 @@ async def add_account(
             )
         )
     return Account(name, tuple(webhook_secrets), chosen, api_key)
+
+
+async def _refuse_a_second_key(conn: AsyncConnection, box: SecretBox) -> None:
+    """Stored secrets all under one key: a new one under a key that cannot read those
+    already stored (a slip, a stale .env) would leave some unreadable whichever key is set."""
+    stored = await conn.execute(
+        select(accounts.c.name, accounts.c.webhook_secrets_encrypted)
+        .where(accounts.c.webhook_secrets_encrypted.is_not(None))
+        .limit(1)
+    )
+    for name, token in stored:
+        try:
+            box.decrypt(token)
+        except SecretKeyError:
+            raise SecretKeyError(
+                f"LEDGER_SECRET_KEY cannot read the secrets already stored (account {name!r}): "
+                "set the key they were stored with, or move them with "
+                "`stripe-ledger accounts rotate-key` first"
+            ) from None
 
 
 async def set_enabled(engine: AsyncEngine, name: str, enabled: bool) -> None:

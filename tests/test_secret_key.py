@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from cli.main import app
+from ledger.engine import write_transaction
 from ledger.schema import accounts
-from ledger.secrets import new_secret_key
+from ledger.secrets import SecretBox, new_secret_key
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.cli_runner import invoke
@@ -220,7 +221,13 @@ async def test_a_rotation_that_cannot_read_a_secret_changes_nothing(
 ) -> None:
     first, second = new_secret_key(), new_secret_key()
     await add_prod(database, first)
-    await add_prod(database, second, name="staging")
+    await add_prod(database, first, name="staging")
+    async with write_transaction(engine) as conn:  # a row stored under another key
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.name == "staging")
+            .values(webhook_secrets_encrypted=SecretBox(second).encrypt(f'["{OTHER_SECRET}"]'))
+        )
     rows = await stored_rows(engine)
     code, _, err = await invoke(
         database,
@@ -299,3 +306,23 @@ def test_the_secret_key_kept_in_dot_env_is_read_by_every_command(
     )
     listed = run(["accounts", "list"], env, tmp_path)
     assert (added.returncode, listed.returncode) == (0, 0), added.stderr + listed.stderr
+
+
+async def test_an_account_is_not_added_under_a_key_that_cannot_read_those_stored(
+    database: TestDatabase, engine: AsyncEngine
+) -> None:
+    await add_prod(database, new_secret_key())
+    rows = await stored_rows(engine)
+    code, _, err = await invoke(
+        database,
+        "accounts",
+        "add",
+        "staging",
+        "--mode",
+        "test",
+        "--webhook-secret",
+        OTHER_SECRET,
+        extra_env={"LEDGER_SECRET_KEY": new_secret_key()},
+    )
+    assert code == 2 and "cannot read the secrets already stored" in one_line(err)
+    assert await stored_rows(engine) == rows
