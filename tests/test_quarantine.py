@@ -9,10 +9,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import Source, parse_event
@@ -307,3 +309,34 @@ async def test_the_worker_moves_past_a_customer_that_cannot_be_derived(
     assert await runner.position(ACCOUNT) == await head(engine)
     assert await mrr_rows(engine, "cus_good") > 0
     assert [e.customer_id for e in await errors(engine)] == ["cus_bad"]
+
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def documented_sql(marker: str) -> str:
+    """The SQL statement docs/read-models.md shows after the comment `marker`."""
+    text = (DOCS / "read-models.md").read_text()
+    block = text[text.index(marker) :]
+    return block[: block.index("```")].strip()
+
+
+async def test_the_documented_query_lists_quarantined_customers(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event_id = await quarantine_one(engine, monkeypatch)
+    query = documented_sql("-- Who is quarantined")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sql_text(query))).all()
+    assert [(r.customer_id, json.loads(r.event_ids)) for r in rows] == [("cus_bad", [event_id])]
+
+
+async def test_the_documented_rebuild_clears_the_quarantine_once_the_code_is_fixed(
+    database: TestDatabase, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "$ stripe-ledger rebuild --account default\n" in (DOCS / "operations.md").read_text()
+    await quarantine_one(engine, monkeypatch)  # the reader is fixed when it returns
+    code, out, err = await invoke(database, "rebuild", "--account", "default")
+    assert code == 0, err or out
+    assert await errors(engine) == []
+    assert await mrr_rows(engine, "cus_bad") > 0
