@@ -25,6 +25,7 @@ from cli.figures import fx_app, metrics, settings_app
 from cli.replay_command import replay
 from cli.serving import run_server
 from cli.simulate_command import demo, simulate
+from cli.startup import migrate_if_possible
 from ledger.accounts import Account, all_accounts
 from ledger.event_log import EventLog, LedgerStats
 from ledger.logs import configure_logging
@@ -79,18 +80,21 @@ def serve(
         os.environ["LEDGER_RECONCILE"] = reconcile  # read by each worker process
     settings = load_cli_settings()
     configure_logging(settings.log_level)
-    with_engine(settings, upgrade)
+    unusable = migrate_if_possible(settings)
     warn_when_privileged(settings)
 
     async def configured(engine: AsyncEngine) -> dict[str, Account]:
         return await all_accounts(engine, settings)
 
-    try:
-        if not with_engine(settings, configured):
-            check_webhook_secret("")  # no account at all: say what to set
-    except ConfigError as exc:
-        errors.print(f"[red]cannot start:[/red] {exc}")
-        raise typer.Exit(2) from None
+    if unusable is not None:  # start anyway: 503 until it can be used, then migrate
+        errors.print(f"[yellow]serving without the database for now:[/yellow] {unusable}")
+    else:
+        try:
+            if not with_engine(settings, configured):
+                check_webhook_secret("")  # no account at all: say what to set
+        except ConfigError as exc:
+            errors.print(f"[red]cannot start:[/red] {exc}")
+            raise typer.Exit(2) from None
     run_server(settings, host=host, port=port, workers=workers)
 
 

@@ -23,7 +23,8 @@ def create_served_app() -> ASGIApp:
     companions: list[Companion] = [worker]
     if settings.reconcile != "off":
         companions.append(reconciler(settings, EVERY[settings.reconcile]))
-    app = create_app(settings, companions=companions)
+    # migrate: a server started while the database was unusable applies them once it is back.
+    app = create_app(settings, companions=companions, migrate=True)
     # Requests in flight get the grace (uvicorn's timeout_graceful_shutdown), then the
     # shutdown itself as long again: committing what is queued, stopping the worker.
     return ShutdownDeadline(app, settings.shutdown_grace_seconds)

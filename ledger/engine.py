@@ -6,6 +6,7 @@ Both engines sit behind SQLAlchemy; the differences that matter for correctness
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,7 +74,9 @@ def create_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Asyn
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # A folder that cannot be made is reported on connecting (503s, /readyz), not here.
+        with contextlib.suppress(OSError):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -88,6 +91,14 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A file SQLite could only open read-only (immutable, or on a read-only mount)
+        # stays read-only on that connection: drop the pool's connections, so that once
+        # the file is writable again the next ones are opened read-write.
+        if "readonly database" in str(context.original_exception):
+            context.is_disconnect = True
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

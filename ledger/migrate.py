@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.engine import MIGRATION_LOCK_KEY, is_postgres
 from ledger.roles import is_service_role, regrant_service_roles
@@ -27,7 +28,9 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
 def head_revision() -> str | None:
+    """The newest revision shipped (the scripts do not change while a process runs)."""
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
@@ -59,7 +62,11 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
-        return await conn.run_sync(_current)
+        return await revision_of(conn)
+
+
+async def revision_of(conn: AsyncConnection) -> str | None:
+    return await conn.run_sync(_current)
 
 
 async def is_current(engine: AsyncEngine) -> bool:

@@ -22,17 +22,18 @@ from starlette.routing import Route
 from dashboard.routes import read_routes
 from ledger.account_mode import PinnedModes
 from ledger.accounts import Account, accounts_from_settings, all_accounts
-from ledger.engine import engine_from_settings, ping
+from ledger.engine import engine_from_settings
 from ledger.envelope import Source, parse_event
 from ledger.errors import LedgerUnavailable, MalformedEvent
 from ledger.event_log import EventLog, Outcome
 from ledger.group_commit import GroupCommitter
 from ledger.logs import get_logger
-from ledger.migrate import is_current
+from ledger.readiness import unready_reason
 from ledger.settings import DEFAULT_ACCOUNT, Settings, load_settings
 from projections.quarantine import readiness_warnings
 from webhooks.accounts_cache import AccountCache, enabled_names
 from webhooks.body import BadContentLength, BodyAbandoned, BodyTooLarge, read_limited
+from webhooks.ledger_gate import LedgerGate, opened
 from webhooks.verify import BadSignature, verify_signature
 
 log = get_logger("webhooks")
@@ -138,20 +139,13 @@ async def healthz(_: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when an append could commit now: the ledger open (ledger_gate) and the
+    database taking writes (ledger.readiness), not merely answering a SELECT."""
     runtime: Runtime = request.app.state.runtime
-    try:
-        await ping(runtime.engine)
-        current = await is_current(runtime.engine)
-    except Exception as exc:  # any failure to reach the database means not ready
-        return JSONResponse(
-            {"status": "unavailable", "reason": f"database unreachable ({type(exc).__name__})"},
-            status_code=503,
-        )
-    if not current:
-        return JSONResponse(
-            {"status": "unavailable", "reason": "migrations pending: run stripe-ledger db upgrade"},
-            status_code=503,
-        )
+    gate: LedgerGate = request.app.state.ledger_gate
+    reason = gate.reason or await unready_reason(runtime.engine)
+    if reason is not None:
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
     # Quarantined customers are a warning, not unreadiness (projections/quarantine.py).
     return JSONResponse({"status": "ready", **await readiness_warnings(runtime.engine)})
 
@@ -163,9 +157,14 @@ Companion = Callable[[AsyncEngine, Sequence[str]], AbstractAsyncContextManager[C
 
 
 def create_app(
-    settings: Settings | None = None, *, companions: Sequence[Companion] = ()
+    settings: Settings | None = None,
+    *,
+    companions: Sequence[Companion] = (),
+    migrate: bool = False,
 ) -> Starlette:
-    """The app; settings come from the environment unless given (tests give them)."""
+    """The app; settings come from the environment unless given (tests give them).
+    `migrate`: apply pending migrations itself, at start-up or once the database is back
+    (`serve`); otherwise it waits for `stripe-ledger db upgrade`."""
     settings = settings or load_settings()
     accounts_from_settings(settings)  # refuse to start with an unusable secret or key
 
@@ -190,8 +189,11 @@ def create_app(
 
             event_log = EventLog(engine)
             committer = GroupCommitter(event_log, max_batch=settings.max_batch, on_commit=committed)
-            await committer.start()
             stack.push_async_callback(committer.stop)
+            # Started once the database can be used (now, or when it is back): meanwhile
+            # deliveries are answered 503 and /readyz says why.
+            gate = LedgerGate(engine, committer, migrate=migrate)
+            app.state.ledger_gate = await stack.enter_async_context(opened(gate))
             app.state.runtime = Runtime(settings, known, engine, event_log, committer, names)
             yield
 
