@@ -21,6 +21,7 @@ from ledger.envelope import Source, parse_event
 from ledger.event_log import EventLog
 from ledger.schema import CUSTOMER_READ_MODELS, customer_mrr, ledger_events
 from projections import customer_derivation
+from projections.customer_history import derive_customer_history
 from projections.quarantine import Quarantined, quarantined
 from projections.runner import ProjectionRunner
 from projections.stripe_fields import dispatch
@@ -117,6 +118,23 @@ async def test_a_customer_that_cannot_be_derived_is_quarantined_and_the_others_g
     assert await mrr_rows(engine, "cus_good") > 0
     [error] = await errors(engine)
     assert (error.customer_id, error.event_ids) == ("cus_bad", (bad["id"],))
+
+
+async def test_a_failure_no_single_event_causes_names_every_event_of_the_customer(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = subscription_event("cus_bad"), subscription_event("cus_bad", created=1621572400)
+    await append(engine, first, second)
+
+    def broken(facts: Any, settings: Any) -> Any:
+        if facts.customer_id == "cus_bad":
+            raise RuntimeError("fails with or without events")
+        return derive_customer_history(facts, settings)
+
+    monkeypatch.setattr("projections.customer_derivation.derive_customer_history", broken)
+    await ProjectionRunner(engine).catch_up(ACCOUNT)
+    [error] = await errors(engine)
+    assert error.event_ids == (first["id"], second["id"])
 
 
 async def test_a_projection_error_is_one_line_without_payload_data(
