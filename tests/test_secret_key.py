@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
@@ -326,3 +327,26 @@ async def test_an_account_is_not_added_under_a_key_that_cannot_read_those_stored
     )
     assert code == 2 and "cannot read the secrets already stored" in one_line(err)
     assert await stored_rows(engine) == rows
+
+
+async def test_secrets_stored_under_a_weak_key_can_be_moved_to_a_strong_one(
+    database: TestDatabase, engine: AsyncEngine
+) -> None:
+    """The all-zero key used to be accepted: as the old key of a rotation it still reads."""
+    weak, new = key_of(bytes(32)), new_secret_key()
+    await add_prod(database, new)
+    async with write_transaction(engine) as conn:  # as stored before weak keys were refused
+        await conn.execute(
+            update(accounts).values(
+                webhook_secrets_encrypted=Fernet(weak)
+                .encrypt(f'["{OTHER_SECRET}"]'.encode())
+                .decode(),
+                api_key_encrypted=Fernet(weak).encrypt(TEST_KEY.encode()).decode(),
+            )
+        )
+    assert (await listed(database, weak))[0] == 1  # refused as the key in use
+    code, _, err = await invoke(
+        database, "accounts", "rotate-key", extra_env={"LEDGER_SECRET_KEY": f"{new},{weak}"}
+    )
+    assert code == 0, err
+    assert (await listed(database, new))[0] == 0
