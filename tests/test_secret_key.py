@@ -102,7 +102,12 @@ async def test_a_weak_secret_key_is_refused_in_one_line_and_nothing_stored(
     assert await stored_rows(engine) == []
 
 
-UNUSABLE = {"missing": "", "wrong": new_secret_key(), "weak": key_of(bytes(32))}
+UNUSABLE = {
+    "missing": "",
+    "malformed": "not-a-fernet-key",
+    "wrong": new_secret_key(),
+    "weak": key_of(bytes(32)),
+}
 
 
 @pytest.mark.parametrize("problem", UNUSABLE)
