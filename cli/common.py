@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.engine import engine_from_settings
 from ledger.errors import LedgerUnavailable
-from ledger.settings import ConfigError, Settings, load_settings
+from ledger.settings import ConfigError, Settings, describe, load_settings
 
 # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
 console = Console(soft_wrap=True)
@@ -23,7 +24,10 @@ T = TypeVar("T")
 def load_cli_settings() -> Settings:
     try:
         return load_settings()
-    except ValueError as exc:  # pydantic's ValidationError names the variable, not its value
+    except ValidationError as exc:  # names each variable, never its value
+        errors.print(f"[red]invalid settings:[/red] {describe(exc)}")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
         errors.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
 

@@ -13,10 +13,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dashboard.auth import authorized
+from dashboard.auth import Refused, refusal
 from dashboard.openapi import OPENAPI
 from dashboard.params import BadParameter, account_of
-from ledger.settings import Settings
 from projections.explanations import explanation_document
 from projections.fx import MissingRate
 from projections.money import major_units
@@ -32,12 +31,11 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-def _unauthorized() -> JSONResponse:
-    return JSONResponse(
-        {"error": "credentials required: Authorization: Bearer <LEDGER_DASHBOARD_TOKEN>"},
-        status_code=401,
-        headers={"WWW-Authenticate": 'Bearer realm="stripe-ledger"'},
-    )
+def _refused(refused: Refused) -> JSONResponse:
+    headers = refused.headers()
+    if refused.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="stripe-ledger"'
+    return JSONResponse({"error": refused.reason}, refused.status, headers)
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -60,9 +58,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _answer(request: Request, settings: Settings, work: Any) -> Response:
-    if not authorized(request, settings):
-        return _unauthorized()
+async def _answer(request: Request, work: Any) -> Response:
+    if refused := await refusal(request):
+        return _refused(refused)
     try:
         return JSONResponse(await work())
     except (BadParameter, PeriodError) as exc:
@@ -91,7 +89,7 @@ async def metrics(request: Request) -> Response:
         )
         return documents if by_month else documents[0]
 
-    return await _answer(request, runtime.settings, work)
+    return await _answer(request, work)
 
 
 async def movements(request: Request) -> Response:
@@ -129,7 +127,7 @@ async def movements(request: Request) -> Response:
             ],
         }
 
-    return await _answer(request, runtime.settings, work)
+    return await _answer(request, work)
 
 
 async def customer(request: Request) -> Response:
@@ -149,14 +147,13 @@ async def customer(request: Request) -> Response:
             intervals, moves, states
         )
 
-    response = await _answer(request, runtime.settings, work)
+    response = await _answer(request, work)
     if response.status_code == 200 and response.body == b"null":
         return JSONResponse({"error": f"no customer {customer_id!r} in the read models"}, 404)
     return response
 
 
 async def openapi(request: Request) -> Response:
-    settings = _runtime(request).settings
-    if not authorized(request, settings):
-        return _unauthorized()
+    if refused := await refusal(request):
+        return _refused(refused)
     return JSONResponse(OPENAPI)

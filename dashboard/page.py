@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
 from typing import Any, Final
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from dashboard import charts
-from dashboard.auth import COOKIE, authorized, session_value, token_matches
+from dashboard.auth import Refused, refusal
 from dashboard.csv_export import csv_response
 from dashboard.params import BadParameter, account_of
 from dashboard.quarantine_notice import quarantine_notice
@@ -256,7 +256,7 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _login_page(message: str = "") -> str:
+def login_page(message: str = "") -> str:
     note = f'<p role="alert">{escape(message)}</p>' if message else ""
     return _page(
         "stripe-ledger: sign in",
@@ -267,10 +267,16 @@ def _login_page(message: str = "") -> str:
     )
 
 
+def refused_page(refused: Refused) -> HTMLResponse:
+    """The login form, saying why unless it is only that no one has signed in."""
+    message = "" if refused.status == 401 else refused.reason
+    return HTMLResponse(login_page(message), refused.status, headers=refused.headers())
+
+
 async def dashboard(request: Request) -> Response:
     runtime = request.app.state.runtime
-    if not authorized(request, runtime.settings):
-        return HTMLResponse(_login_page(), status_code=401)
+    if refused := await refusal(request):
+        return refused_page(refused)
     try:
         view = view_of(request, datetime.now(UTC))
         docs = await _documents(request, view)
@@ -288,7 +294,7 @@ async def dashboard(request: Request) -> Response:
     switch = view.query(as_reported=None if view.reported else "1")
     header = (
         "<header><h1>stripe-ledger</h1>"
-        f'<form method=get action="/"><select name=account onchange="this.form.submit()">'
+        f'<form method=get action="/"><select name=account>'
         f"{options}</select>"
         f'<input type=month name=from value="{view.first:%Y-%m}">'
         f'<input type=month name=to value="{add_months(view.first, view.count - 1):%Y-%m}">'
@@ -321,8 +327,10 @@ async def dashboard(request: Request) -> Response:
 
 async def download(request: Request) -> Response:
     runtime = request.app.state.runtime
-    if not authorized(request, runtime.settings):
-        return Response("credentials required\n", status_code=401, media_type="text/plain")
+    if refused := await refusal(request):
+        return Response(
+            f"{refused.reason}\n", refused.status, refused.headers(), media_type="text/plain"
+        )
     name = request.query_params.get("table", "")
     try:
         view = view_of(request, datetime.now(UTC))
@@ -375,30 +383,3 @@ async def download(request: Request) -> Response:
 def _figure(document: dict[str, Any], key: str) -> Any:
     value = document.get(key)
     return "" if value is None else value  # a count of 0 is a figure, not a blank
-
-
-async def login(request: Request) -> Response:
-    settings = request.app.state.runtime.settings
-    if request.method == "GET":
-        return HTMLResponse(_login_page())
-    # A one-field urlencoded form: parsed here rather than with a multipart library.
-    body = await request.body()
-    given = parse_qs(body[:4096].decode("utf-8", "replace")).get("token", [""])[0]
-    if not token_matches(given, settings):
-        return HTMLResponse(_login_page("That token is not the dashboard token."), 401)
-    response = RedirectResponse("/", status_code=303)
-    assert settings.dashboard_token is not None  # token_matches refuses when unset
-    response.set_cookie(
-        COOKIE,
-        session_value(settings.dashboard_token.get_secret_value()),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-async def logout(_: Request) -> Response:
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE)
-    return response

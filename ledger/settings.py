@@ -11,10 +11,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ACCOUNT = "default"
+MIN_DASHBOARD_TOKEN = 16
 
 # Stripe signing secrets are `whsec_` followed by 32+ base64-ish characters; anything
 # shorter is a placeholder copied from a tutorial, and would make every delivery fail.
@@ -150,6 +151,17 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("dashboard_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # All that guards the figures: a short one could be guessed despite the rate limit.
+        if value is not None and len(value.get_secret_value()) < MIN_DASHBOARD_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_DASHBOARD_TOKEN} characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
     @property
     def database_url(self) -> str:
         if self.ledger_database_url:
@@ -187,6 +199,14 @@ class Settings(BaseSettings):
                 )
             return key_mode
         return self.stripe_mode
+
+
+def describe(error: ValidationError) -> str:
+    """A settings error as one line naming each variable and what is wrong, never a value."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in found['loc'])}: {found['msg']}"
+        for found in error.errors(include_url=False, include_input=False)
+    )
 
 
 def load_settings() -> Settings:

@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Playwright): sign in, see
-the charts and the figures `metrics --json` gives, click a month, see its movements."""
+the charts and the figures `metrics --json` gives, click a month, see its movements, sign
+out; the page's Content-Security-Policy blocks nothing it needs."""
 
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def test_a_finance_lead_signs_in_reads_the_months_and_opens_one(
     with serving(env, tmp_path) as base:
 
         def drive(page: Page) -> dict[str, object]:
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{base}/?from={FROM}&to={TO}")
             refused = page.content()
             page.fill("input[name=token]", TOKEN)
@@ -81,7 +84,12 @@ def test_a_finance_lead_signs_in_reads_the_months_and_opens_one(
             page.wait_for_selector("#month-movements")
             listed = page.locator("#month-movements").inner_text()
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            page.click("text=Sign out")
+            page.goto(f"{base}/?from={FROM}&to={TO}")
+            signed_out = page.content()
             return {
+                "console": console,
+                "signed_out": signed_out,
                 "refused": refused,
                 "shown": shown,
                 "charts": charts,
@@ -92,6 +100,9 @@ def test_a_finance_lead_signs_in_reads_the_months_and_opens_one(
         seen = in_browser(drive)
 
     assert "Dashboard token" in str(seen["refused"]) and "mrr_end" not in str(seen["refused"])
+    assert "Dashboard token" in str(seen["signed_out"])
+    assert "mrr_end" not in str(seen["signed_out"])
+    assert not [m for m in seen["console"] if "Content Security Policy" in m]  # type: ignore[attr-defined]
     assert isinstance(seen["charts"], int) and seen["charts"] >= 6
     assert seen["bars"] == 4  # one "new" bar a month
     shown = seen["shown"]
