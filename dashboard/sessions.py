@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Column, String, Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.engine import dialect_insert, write_transaction
 from ledger.errors import LedgerUnavailable
-from ledger.schema import UTCDateTime, metadata
+from ledger.schema import dashboard_sessions_ended
 
 SESSION_SECONDS: Final = 12 * 3600
 # A clock a little ahead on another worker must not make its fresh cookies look forged.
@@ -26,14 +26,8 @@ _CLOCK_SKEW_SECONDS: Final = 60
 _LABEL: Final = b"stripe-ledger dashboard session v2"
 _COOKIE_SHAPE: Final = re.compile(r"([A-Za-z0-9_-]{22,64})\.(\d{1,12})\.([0-9a-f]{64})")
 
-# Created by migration 0011. A row outlives its session by no more than SESSION_SECONDS:
-# after that the cookie has expired anyway, and the row is deleted at a later sign-out.
-dashboard_sessions_ended = Table(
-    "dashboard_sessions_ended",
-    metadata,
-    Column("session_id", String(64), primary_key=True),
-    Column("ended_at", UTCDateTime, nullable=False),
-)
+# A row of dashboard_sessions_ended (migration 0011) outlives its session by no more than
+# SESSION_SECONDS: after that the cookie has expired anyway, and a later sign-out deletes it.
 
 
 @dataclass(frozen=True, slots=True)

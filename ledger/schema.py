@@ -514,6 +514,16 @@ monthly_metrics = Table(
     Column("computed_at", UTCDateTime, nullable=False),
 )
 
+# Dashboard sessions ended by signing out (dashboard/sessions.py), refused by every serving
+# process until they would have expired anyway. Declared here, with every table, so that a
+# service role is granted it (ledger/roles.py).
+dashboard_sessions_ended = Table(
+    "dashboard_sessions_ended",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("ended_at", UTCDateTime, nullable=False),
+)
+
 # Rows of these tables belong to one customer; re-deriving a customer replaces them.
 CASH_READ_MODELS = (invoices, invoice_status_history, payments, refunds, disputes)
 CUSTOMER_READ_MODELS = (

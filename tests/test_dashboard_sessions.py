@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.conftest import make_settings
 from tests.support.app_client import app_client, clients_from
 from tests.support.databases import TestDatabase, sqlite_database
 from tests.support.processes import environment, run
+from tests.test_service_role import _admin, as_role
 
 TOKEN = "dash_" + "S3ss10nT0k3nV4lu3x"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -90,6 +92,23 @@ async def test_other_sessions_outlive_one_signing_out(client: httpx.AsyncClient)
     ended = cookie_of(await sign_in(client))
     await client.post("/logout", headers=carrying(ended))
     assert (await client.get(PAGE, headers=carrying(kept))).status_code == 200
+
+
+async def test_signing_out_works_as_the_postgresql_service_role(
+    postgres_engine: AsyncEngine, postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    """The role made by the command, in a process of its own, may record an ended session."""
+    name = f"svc_{uuid.uuid4().hex[:12]}"
+    made = run(["db", "create-service-role", name], environment(postgres_database), tmp_path)
+    assert made.returncode == 0, made.stderr
+    try:
+        settings = make_settings(as_role(postgres_database, name), LEDGER_DASHBOARD_TOKEN=TOKEN)
+        async with app_client(settings) as client:
+            cookie = cookie_of(await sign_in(client))
+            assert (await client.post("/logout")).status_code == 303
+            assert (await client.get(PAGE, headers=carrying(cookie))).status_code == 401
+    finally:
+        await _admin(postgres_database, f"DROP OWNED BY {name}; DROP ROLE {name}")
 
 
 async def test_the_old_fixed_cookie_opens_nothing(client: httpx.AsyncClient) -> None:
