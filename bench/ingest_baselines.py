@@ -1,6 +1,9 @@
 """The two endpoints `bench.ingest` measures stripe-ledger against, as uvicorn factories.
 
 - `bare_app`: reads the body and answers 200. The HTTP ceiling of uvicorn + Starlette here.
+- `ledger_without_projections_app`: stripe-ledger's webhook app as `serve` builds it, minus
+  the projection worker (and the reconciler): what the append path alone reaches while the
+  worker still runs inside the HTTP workers (issue 16 moves it out).
 - `naive_app`: what a careful user would write by hand: the signature verified with the
   `stripe` library, then one INSERT of the raw body and one commit per request through an
   asyncpg pool (a single statement outside a transaction block commits by itself). No
@@ -22,6 +25,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from ledger.logs import configure_logging
+from ledger.settings import load_settings
+from webhooks.app import create_app
 
 NAIVE_TABLE = "bench_naive_events"
 _CREATE = (
@@ -58,6 +65,12 @@ def bare_app() -> Starlette:
             Route("/healthz", _healthz, methods=["GET"]),
         ]
     )
+
+
+def ledger_without_projections_app() -> Starlette:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, migrate=True)
 
 
 def naive_app() -> Starlette:

@@ -14,9 +14,11 @@ With --events-file, the bodies are the events of a JSONL file (e.g. `stripe-ledg
 simulate --jsonl`), in its order, each sent once. Otherwise every body is
 `event_2020("invoice_paid")` with ids of its own (event, invoice and line, in
 the shape `fresh_id` gives) for one of --customers customers, signed with the current
-timestamp just before it is written (see `Events`). The client is a small
-asyncio protocol rather than httpx: the machine has 2 cores, shared with the server under
-test and PostgreSQL, and httpx's per-request cost would take a large part of them.
+timestamp just before it is written (see `Events`); with --body charge_succeeded,
+`event_2020("charge_succeeded")` likewise (`ChargeEvents`, what bench.ingest sends).
+The client is a small asyncio protocol rather than httpx: the machine has 2 cores,
+shared with the server under test and PostgreSQL, and httpx's per-request cost would
+take a large part of them.
 """
 
 from __future__ import annotations
@@ -91,6 +93,28 @@ class Events:
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class ChargeEvents(Events):
+    """Distinct charge.succeeded deliveries (about 3 KB), each signed when it is taken: a
+    fresh event id and charge id, for one of `customers` customers picked at random."""
+
+    def __init__(self, port: int, path: str, customers: int) -> None:
+        event = event_2020("charge_succeeded")
+        charge = event["data"]["object"]
+        self._fixed = {"event": event["id"], "charge": charge["id"], "customer": charge["customer"]}
+        self._template = encode(event).decode()
+        self._customers = customers
+        self._request_line = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+
+    def body(self) -> bytes:
+        fresh = uuid.uuid4().hex
+        text = self._template.replace(self._fixed["event"], f"evt_{fresh[:24]}")
+        text = text.replace(self._fixed["charge"], f"ch_{fresh[8:32]}")
+        if self._customers > 1:
+            n = random.randrange(self._customers)
+            text = text.replace(self._fixed["customer"], f"cus_bench{n:09d}")
+        return text.encode()
 
 
 class RecordedEvents(Events):
@@ -378,6 +402,9 @@ def main() -> None:
     parser.add_argument("--path", default="/webhooks/stripe")
     parser.add_argument("--customers", type=int, default=10_000, help="1: the fixture's own")
     parser.add_argument("--events-file", help="Send these JSONL events instead, in order.")
+    parser.add_argument(
+        "--body", choices=("invoice_paid", "charge_succeeded"), default="invoice_paid"
+    )
     modes = parser.add_subparsers(dest="mode", required=True)
     closed = modes.add_parser("saturate")
     closed.add_argument("--connections", type=int, default=64)
@@ -392,7 +419,9 @@ def main() -> None:
     events = (
         RecordedEvents(args.port, args.path, args.events_file)
         if args.events_file
-        else Events(args.port, args.path, args.customers)
+        else (ChargeEvents if args.body == "charge_succeeded" else Events)(
+            args.port, args.path, args.customers
+        )
     )
     if args.mode == "saturate":
         run = saturate(events, args.port, args.connections, args.seconds, args.warmup)
