@@ -32,6 +32,7 @@ from projections.account_config import AccountConfig, load_config
 from projections.customer_derivation import DerivedChunk, Failure, derive_chunk, describe
 from projections.metric_settings import MetricSettings
 from projections.monthly import refresh_months
+from projections.rebuild_beside import beside
 
 PROJECTION = "customers"
 # Per-account lock key space for PostgreSQL advisory locks: one runner per account at a
@@ -39,6 +40,8 @@ PROJECTION = "customers"
 _RUNNER_LOCK_CLASS = 0x5354_5052  # "STPR"
 # Memory is bounded by one chunk of customers and their events, not by the ledger.
 _CUSTOMERS_PER_QUERY = 100
+# A rebuild's transactions write only its own temporary tables; this bounds each one's work.
+_CUSTOMERS_PER_REBUILD_TRANSACTION = 500
 # Columns that say where a row came from rather than what it says.
 _PROVENANCE = {"id", "event_id", "event_ids", "position", "positions"}
 
@@ -92,25 +95,43 @@ class ProjectionRunner:
         return processed
 
     async def rebuild(self, account: str, *, now: datetime | None = None) -> int:
-        """Drop the account's read models and derive them again from the whole ledger."""
-        async with write_transaction(self.engine) as conn:
-            await _lock(conn, account)
-            config = await self.config(conn, account)
-            for table in CUSTOMER_READ_MODELS:
-                await conn.execute(delete(table).where(table.c.account == account))
-            await routing.forget(conn, account)
+        """Derive the account's read models again from the whole ledger, up to its head as
+        it is now, beside the live ones (see rebuild_beside), then swap them in and catch
+        up with what arrived meanwhile. Ingestion and the live runner go on throughout;
+        readers see the old rows until the swap commits, and the new ones after."""
+        head = await _head(self.engine)
+        async with beside(self.engine) as shadow:
+            conn = shadow.conn
+            async with conn.begin():
+                config = await self.config(conn, account)
             position, customer_ids = 0, set()
-            while batch := [
-                row_to_event(row)
-                for row in await conn.execute(
-                    after_position(position, limit=self.batch_size * 5, account=account)
-                )
-            ]:
-                customer_ids |= await routing.route(conn, account, batch)
+            while True:
+                async with conn.begin():
+                    query = after_position(position, limit=self.batch_size * 5, account=account)
+                    batch = [
+                        row_to_event(row)
+                        for row in await conn.execute(query.where(ledger_events.c.position <= head))
+                    ]
+                    if not batch:
+                        break
+                    customer_ids |= await routing.route(conn, account, batch)
                 position = batch[-1].position
-            await self._rederive(conn, account, sorted(customer_ids), config, replace=False)
-            await _save_position(conn, account, position)
-            await refresh_months(conn, account, config, None, now)
+            ordered = sorted(customer_ids)
+            for start in range(0, len(ordered), _CUSTOMERS_PER_REBUILD_TRANSACTION):
+                async with conn.begin():
+                    chunk = ordered[start : start + _CUSTOMERS_PER_REBUILD_TRANSACTION]
+                    await self._rederive(conn, account, chunk, config, replace=False)
+            async with conn.begin():
+                await refresh_months(conn, account, config, None, now)
+            async with shadow.swap_transaction() as live:
+                await _lock(live, account)
+                await shadow.replace_live_rows(account)
+                # A new mark (see _step): a step begun before the swap does not save its
+                # position over it, since what it routed and derived may predate the swap.
+                await _save_position(live, account, position)
+        # Events after `head` were dropped with the live routing: the live runner (or this
+        # catch-up) routes and derives them again on top of the rebuilt rows.
+        await self.catch_up(account, now=now)
         return len([c for c in customer_ids if c != routing.GUEST])
 
     async def refresh_monthly(self, account: str, *, now: datetime | None = None) -> int:
@@ -127,7 +148,8 @@ class ProjectionRunner:
         """Route a window up to `head`, derive its customers, save the position: the events
         read, the earliest instant whose figures changed, and whether `head` was reached."""
         async with self.engine.connect() as conn:
-            position = last = await _position(conn, account)
+            mark = await _mark(conn, account)
+        last = mark[0]
         touched: set[str] = set()
         count, reached_head = 0, False
         # Each batch is routed in a transaction of its own (routing again is harmless),
@@ -163,7 +185,8 @@ class ProjectionRunner:
                 changed_since = min(changed_since or since, since)
         async with write_transaction(self.engine) as conn:
             await _lock(conn, account)
-            if await _position(conn, account) == position:  # else another runner moved it on
+            # Else another runner moved it on, or a rebuild swapped its rows in meanwhile.
+            if await _mark(conn, account) == mark:
                 await _save_position(conn, account, last)
         return count, changed_since, reached_head
 
@@ -344,6 +367,18 @@ async def _position(conn: AsyncConnection, account: str) -> int:
         select(p.position).where(p.projection == PROJECTION, p.account == account)
     )
     return int(value or 0)
+
+
+async def _mark(conn: AsyncConnection, account: str) -> tuple[int, datetime | None]:
+    """The position and when it was saved: every save, a rebuild's included, changes it,
+    even one that saves the same position again."""
+    p = projection_positions.c
+    row = (
+        await conn.execute(
+            select(p.position, p.updated_at).where(p.projection == PROJECTION, p.account == account)
+        )
+    ).first()
+    return (int(row.position), row.updated_at) if row is not None else (0, None)
 
 
 async def _save_position(conn: AsyncConnection, account: str, position: int) -> None:
