@@ -204,7 +204,8 @@ class Settings(BaseSettings):
 def describe(error: ValidationError) -> str:
     """A settings error as one line naming each variable and what is wrong, never a value."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in found['loc'])}: {found['msg']}"
+        f"{'.'.join(str(part) for part in found['loc'])}: "
+        + found["msg"].removeprefix("Value error, ")
         for found in error.errors(include_url=False, include_input=False)
     )
 
