@@ -19,8 +19,8 @@ import httpx
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.engine import create_engine
-from ledger.migrate import current_revision, head_revision
+from ledger.engine import create_engine, write_transaction
+from ledger.migrate import current_revision, head_revision, upgrade
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.databases import TestDatabase, sqlite_database
@@ -201,3 +201,17 @@ async def test_readyz_is_503_for_a_postgresql_role_that_may_not_insert_into_the_
     ):
         ready = await client.get("/readyz")
     assert_one_line_reason(ready, "may not insert")
+
+
+async def test_readyz_is_200_while_another_writer_holds_sqlites_write_lock(
+    tmp_path: Path,
+) -> None:
+    database = sqlite_database(tmp_path)
+    engine = create_engine(database.url)
+    try:
+        await upgrade(engine)
+        async with app_client(make_settings(database)) as client, write_transaction(engine):
+            ready = await client.get("/readyz")  # the runner or a swap, at work meanwhile
+    finally:
+        await engine.dispose()
+    assert ready.status_code == 200, ready.text
