@@ -25,7 +25,7 @@ from dashboard.throttle import FailedAttempts
 from tests.conftest import make_settings
 from tests.support.app_client import app_client, clients_from
 from tests.support.databases import TestDatabase, sqlite_database
-from tests.support.processes import environment, run
+from tests.support.processes import environment, run, server_process
 from tests.test_service_role import _admin, as_role
 
 TOKEN = "dash_" + "S3ss10nT0k3nV4lu3x"
@@ -85,6 +85,27 @@ async def test_a_session_ended_in_one_serving_process_is_refused_by_another(
         assert (await second.get(PAGE, headers=carrying(cookie))).status_code == 200
         await first.post("/logout", headers=carrying(cookie))
         assert (await second.get(PAGE, headers=carrying(cookie))).status_code == 401
+
+
+def test_signing_out_of_serve_with_two_workers_ends_the_session_in_both(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    env = environment(database, LEDGER_DASHBOARD_TOKEN=TOKEN, LEDGER_LOG_LEVEL="warning")
+    with server_process(env, tmp_path, "--workers", "2") as server:
+
+        def statuses(cookie: str, count: int) -> set[int]:
+            # A connection of its own for each request, so that both workers answer some.
+            return {
+                httpx.get(f"{server.base}{PAGE}", headers=carrying(cookie), timeout=30).status_code
+                for _ in range(count)
+            }
+
+        signed_in = httpx.post(f"{server.base}/login", data={"token": TOKEN}, timeout=30)
+        cookie = cookie_of(signed_in)
+        assert statuses(cookie, 10) == {200}
+        signed_out = httpx.post(f"{server.base}/logout", headers=carrying(cookie), timeout=30)
+        assert signed_out.status_code == 303
+        assert statuses(cookie, 20) == {401}
 
 
 async def test_other_sessions_outlive_one_signing_out(client: httpx.AsyncClient) -> None:
