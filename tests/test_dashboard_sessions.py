@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import time_machine
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dashboard.auth import COOKIE
@@ -26,6 +27,8 @@ from tests.conftest import make_settings
 from tests.support.app_client import app_client, clients_from
 from tests.support.databases import TestDatabase, sqlite_database
 from tests.support.processes import environment, run, server_process
+from tests.support.tcp_proxy import TcpProxy
+from tests.test_reliability_outage import through
 from tests.test_service_role import _admin, as_role
 
 TOKEN = "dash_" + "S3ss10nT0k3nV4lu3x"
@@ -106,6 +109,22 @@ def test_signing_out_of_serve_with_two_workers_ends_the_session_in_both(
         signed_out = httpx.post(f"{server.base}/logout", headers=carrying(cookie), timeout=30)
         assert signed_out.status_code == 303
         assert statuses(cookie, 20) == {401}
+
+
+async def test_without_the_database_a_session_gets_503_and_signing_out_says_it_did_not(
+    postgres_engine: AsyncEngine, postgres_database: TestDatabase
+) -> None:
+    target = make_url(postgres_database.url)
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        settings = make_settings(through(proxy, postgres_database), LEDGER_DASHBOARD_TOKEN=TOKEN)
+        async with app_client(settings) as client:
+            cookie = cookie_of(await sign_in(client))
+            proxy.cut()
+            assert (await client.get(PAGE)).status_code == 503
+            assert (await client.post("/logout")).status_code == 503
+            proxy.restore()
+            assert (await client.post("/logout")).status_code == 303
+            assert (await client.get(PAGE, headers=carrying(cookie))).status_code == 401
 
 
 async def test_other_sessions_outlive_one_signing_out(client: httpx.AsyncClient) -> None:
