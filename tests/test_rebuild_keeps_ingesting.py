@@ -1,35 +1,41 @@
 """A rebuild does not stop ingestion: `stripe-ledger rebuild` in one process while
 `stripe-ledger serve` on the same database (on SQLite, the same file) keeps receiving
 webhooks. Every delivery is answered 2xx, and once the runner has caught up, the read
-models and the monthly figures are what a clean rebuild of the ledger gives."""
+models and the monthly figures are what a clean rebuild of the ledger gives. And a runner
+step under way when a rebuild swaps its rows in does not save its position over them."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import projections.runner as runner_module
 from ledger.engine import create_engine
+from ledger.envelope import NewEvent, Source, parse_event
+from ledger.event_log import EventLog
 from ledger.migrate import upgrade
-from ledger.schema import fx_rates, monthly_metrics
+from ledger.schema import customers, fx_rates, monthly_metrics
+from projections.account_config import AccountConfig
 from projections.runner import ProjectionRunner
 from tests.support.clean_rebuild import copy_ledger, dump_projections
 from tests.support.databases import PostgresRun, TestDatabase, sqlite_database
+from tests.support.deliveries import Delivery, distinct_events
 from tests.support.processes import COMMAND, environment, run, start_server
 from tests.support.reliability import wait_until_projected
 from tests.support.signing import signed
-
-pytestmark = pytest.mark.slow
 
 # A ledger of about 32,000 simulated events: its rebuild takes several seconds.
 SIMULATED = ["simulate", "--customers", "400", "--months", "12", "--into-ledger"]
@@ -111,6 +117,7 @@ async def clean_rebuild(
         await target.dispose()
 
 
+@pytest.mark.slow
 async def test_webhooks_posted_throughout_a_rebuild_are_all_answered_2xx(
     database: TestDatabase,
     engine: AsyncEngine,
@@ -153,3 +160,81 @@ async def test_webhooks_posted_throughout_a_rebuild_are_all_answered_2xx(
     assert collections.Counter(statuses) == {200: len(statuses)}
     assert live == rebuilt
     assert live_months == clean_months and clean_months
+
+
+def appendable(deliveries: list[Delivery]) -> list[NewEvent]:
+    return [parse_event(d.body, account="default", source=Source.WEBHOOK) for d in deliveries]
+
+
+class PausedRebuild(ProjectionRunner):
+    """A rebuild that waits once its head is fixed, and again between its swap and its
+    catch-up, so the test can interleave a live runner's step."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self.head_fixed, self.go_on = asyncio.Event(), asyncio.Event()
+        self.swapped, self.catch_up_now = asyncio.Event(), asyncio.Event()
+
+    async def config(self, conn: AsyncConnection, account: str) -> AccountConfig:
+        if not self.head_fixed.is_set():  # its first call, just after the head was read
+            self.head_fixed.set()
+            await self.go_on.wait()
+        return await super().config(conn, account)
+
+    async def catch_up(self, account: str, *, now: datetime | None = None) -> int:
+        self.swapped.set()
+        await self.catch_up_now.wait()
+        return await super().catch_up(account, now=now)
+
+
+async def test_a_runner_step_under_way_across_a_rebuilds_swap_does_not_save_its_position(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = EventLog(engine)
+    await log.append(appendable(distinct_events(30, customers=3, seed=21)))
+    live = ProjectionRunner(engine)
+    await live.catch_up("default")
+    known = {e.customer_id for e in appendable(distinct_events(30, customers=3, seed=21))}
+    late = next(
+        e
+        for e in appendable(distinct_events(60, customers=60, seed=22))
+        # A subscription or customer event: its ids are the customer's own (the other
+        # kinds' ids depend on the event's serial, and would collide with the first 30's).
+        if e.type.startswith("customer.") and e.customer_id not in known
+    )
+    # The live step's third write transaction is its last: the one that saves its position
+    # (the first routed the late event, the second derived its customer).
+    real, calls, stepping = runner_module.write_transaction, [0], asyncio.Event()
+    at_save, save_now = asyncio.Event(), asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def watched(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        if stepping.is_set() and asyncio.current_task() is live_task:
+            calls[0] += 1
+            if calls[0] == 3:
+                at_save.set()
+                await save_now.wait()
+        async with real(engine) as conn:
+            yield conn
+
+    monkeypatch.setattr(runner_module, "write_transaction", watched)
+    rebuilding = PausedRebuild(engine)
+    rebuild_task = asyncio.create_task(rebuilding.rebuild("default"))
+    await rebuilding.head_fixed.wait()  # the rebuild will not see the late event
+    await log.append([late])
+    stepping.set()
+    live_task = asyncio.create_task(live.catch_up("default"))
+    await at_save.wait()  # derived the late customer, about to save its position
+    rebuilding.go_on.set()
+    await rebuilding.swapped.wait()  # its rows, without the late customer, are live
+    save_now.set()
+    await live_task
+    rebuilding.catch_up_now.set()
+    await rebuild_task
+
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            select(func.count()).where(customers.c.customer_id == late.customer_id)
+        )
+    assert found == 1
+    assert await live.position("default") == await log.last_position()
