@@ -68,6 +68,19 @@ class Beside:
                 insert(table).from_select(columns, select(*(copy.c[name] for name in columns)))
             )
 
+    async def keep_quarantined_rows(self, account: str) -> None:
+        """In a rebuild transaction, before the monthly figures: each customer the rebuild
+        quarantined (it has no rows in the copies) keeps the live rows it had, as catching
+        up leaves them (projections/quarantine.py), and the figures count them."""
+        held = select(projection_errors.c.customer_id).where(projection_errors.c.account == account)
+        for table in CUSTOMER_READ_MODELS:
+            columns = [c.name for c in table.c if c.autoincrement is not True]
+            live = table.to_metadata(MetaData(), schema=self.live)
+            rows = select(*(live.c[name] for name in columns)).where(
+                live.c.account == account, live.c.customer_id.in_(held)
+            )
+            await self.conn.execute(insert(table).from_select(columns, rows))
+
 
 @asynccontextmanager
 async def beside(engine: AsyncEngine) -> AsyncIterator[Beside]:

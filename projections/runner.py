@@ -122,6 +122,7 @@ class ProjectionRunner:
                     chunk = ordered[start : start + _CUSTOMERS_PER_REBUILD_TRANSACTION]
                     await self._rederive(conn, account, chunk, config, replace=False)
             async with conn.begin():
+                await shadow.keep_quarantined_rows(account)
                 await refresh_months(conn, account, config, None, now)
             async with shadow.swap_transaction() as live:
                 await _lock(live, account)

@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import Source, parse_event
 from ledger.event_log import EventLog
-from ledger.schema import CUSTOMER_READ_MODELS, customer_mrr, ledger_events
+from ledger.schema import CUSTOMER_READ_MODELS, customer_mrr, ledger_events, monthly_metrics
 from projections import customer_derivation
 from projections.customer_history import derive_customer_history
 from projections.quarantine import Quarantined, quarantined
@@ -37,6 +38,7 @@ from tests.support.stripe_fixtures import event_2020
 
 ACCOUNT = "default"
 TOKEN = "dash_" + "K8j7H6g5F4d3S2a1L0p9"
+NOW = datetime(2021, 8, 1, tzinfo=UTC)
 
 
 def subscription_event(
@@ -194,6 +196,26 @@ async def test_a_rebuild_completes_beside_a_quarantined_customer_and_clears_it_o
     await runner.rebuild(ACCOUNT)
     assert await errors(engine) == []
     assert await mrr_rows(engine, "cus_bad") > 0
+
+
+async def monthly(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    columns = [c for c in monthly_metrics.c if c.name != "computed_at"]
+    async with engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(select(*columns).order_by("month"))]
+
+
+async def test_a_rebuild_keeps_the_rows_and_figures_of_a_customer_it_quarantines(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await append(engine, subscription_event("cus_bad"), subscription_event("cus_good"))
+    runner = ProjectionRunner(engine)
+    await runner.catch_up(ACCOUNT, now=NOW)
+    rows, figures = await rows_of(engine, "cus_bad"), await monthly(engine)
+    break_subscriptions_of(monkeypatch, "cus_bad")
+    await runner.rebuild(ACCOUNT, now=NOW)
+    assert [e.customer_id for e in await errors(engine)] == ["cus_bad"]
+    assert await rows_of(engine, "cus_bad") == rows
+    assert await monthly(engine) == figures
 
 
 async def test_rows_too_large_for_their_columns_quarantine_the_customer_on_both_engines(
