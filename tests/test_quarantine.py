@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy import text as sql_text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.envelope import Source, parse_event
@@ -380,3 +381,20 @@ async def test_the_documented_rebuild_clears_the_quarantine_once_the_code_is_fix
     assert code == 0, err or out
     assert await errors(engine) == []
     assert await mrr_rows(engine, "cus_bad") > 0
+
+
+async def test_a_database_outage_while_writing_is_retried_later_never_quarantined(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await append(engine, subscription_event("cus_a"))
+
+    async def unreachable(*args: Any) -> None:
+        raise OperationalError("INSERT INTO customer_mrr", {}, ConnectionRefusedError())
+
+    monkeypatch.setattr("projections.runner._replace", unreachable)
+    runner = ProjectionRunner(engine)
+    with pytest.raises(OperationalError):
+        await runner.catch_up(ACCOUNT)
+    monkeypatch.undo()
+    assert await errors(engine) == []
+    assert await runner.position(ACCOUNT) == 0
