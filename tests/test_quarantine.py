@@ -398,3 +398,29 @@ async def test_a_database_outage_while_writing_is_retried_later_never_quarantine
     monkeypatch.undo()
     assert await errors(engine) == []
     assert await runner.position(ACCOUNT) == 0
+
+
+def invoice_event(customer: str, invoice_id: str) -> dict[str, Any]:
+    event = event_2020("invoice_paid")
+    event["id"] = f"evt_{uuid.uuid4().hex[:24]}"
+    event["data"]["object"] |= {"id": invoice_id, "customer": customer}
+    return event
+
+
+async def test_rows_the_database_refuses_quarantine_one_customer_and_the_chunk_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    # Two customers claiming one invoice: the second's invoices row breaks the primary key,
+    # an error PostgreSQL raises in the server, aborting the transaction but for a savepoint.
+    await append(
+        engine,
+        invoice_event("cus_a", "in_shared"),
+        invoice_event("cus_b", "in_shared"),
+        subscription_event("cus_c"),
+    )
+    runner = ProjectionRunner(engine)
+    await runner.catch_up(ACCOUNT)
+    [error] = await errors(engine)
+    assert error.customer_id == "cus_b" and error.error.startswith("IntegrityError at projections/")
+    assert await mrr_rows(engine, "cus_c") > 0
+    assert await runner.position(ACCOUNT) == await head(engine)
