@@ -30,14 +30,16 @@ class StripeShapeError(ValueError):
 EARLIEST_TIME = 0  # 1970-01-01T00:00:00Z
 LATEST_TIME = 7_258_118_400  # 2200-01-01T00:00:00Z, excluded
 # Amounts: Stripe accepts at most eight digits of minor units for most currencies and
-# twelve for a few; twelve digits bound every amount read.
+# twelve for a few (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts;
+# a price in IDR reaches 999,999,999,998.999999999999); twelve digits bound every amount.
 MAX_AMOUNT = 10**12 - 1
 # Quantities (seats, units, tier bounds): nine digits. A stored figure is then at most
 # 10^21 before discounts, which can exceed a 64-bit column: the runner checks each row
 # against its column too (projections/row_checks.py), so such a product quarantines one
 # customer instead of failing an INSERT.
 MAX_QUANTITY = 10**9 - 1
-# Stripe's `*_decimal` fields carry at most 12 decimal places.
+# Stripe's `*_decimal` fields carry at most 12 decimal places
+# (https://docs.stripe.com/api/prices/object#price_object-unit_amount_decimal).
 DECIMAL_PLACES = 12
 # Every id column holds 255 characters, the most Stripe documents for an id.
 MAX_ID_LENGTH = 255

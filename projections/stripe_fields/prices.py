@@ -23,7 +23,8 @@ BillingScheme = Literal["per_unit", "tiered"]
 TiersMode = Literal["graduated", "volume"]
 UsageType = Literal["licensed", "metered"]
 RoundMode = Literal["up", "down"]
-# Stripe allows a billing period of at most three years (1095 days).
+# Stripe allows a billing period of at most three years (1095 days):
+# https://docs.stripe.com/api/prices/create#create_price-recurring-interval_count
 _MOST_INTERVALS = 1095
 
 
