@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
@@ -25,6 +26,7 @@ from simulator.stripe_account import LAYOUTS, Item, StripeAccount
 from tests.conftest import make_settings
 from tests.support.app_client import app_client
 from tests.support.databases import TestDatabase
+from tests.support.processes import environment, server_process
 from tests.support.signing import encode
 
 TOKEN = "dash_" + "H4rd3n1ngT0k3nV4lu3"
@@ -167,6 +169,22 @@ async def test_a_hostile_account_name_is_refused_before_a_download_header_is_bui
     )
     assert_refused_with_a_reason(response)
     assert "content-disposition" not in response.headers
+
+
+def test_the_served_download_answers_a_hostile_account_instead_of_dropping_the_connection(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """Over a real socket, where a CR, LF or NUL in a header made uvicorn drop it."""
+    env = environment(database, LEDGER_DASHBOARD_TOKEN=TOKEN, LEDGER_LOG_LEVEL="warning")
+    with server_process(env, tmp_path) as server:
+        for account in ("a\r\nb", "a\x00b", 'a.bat"; x='):
+            response = httpx.get(
+                f"{server.base}/dashboard.csv",
+                params={"table": "mrr", "account": account},
+                headers=AUTH,
+                timeout=30,
+            )
+            assert_refused_with_a_reason(response)
 
 
 @pytest.mark.parametrize("name", ['a.bat"; x=-mrr.csv', "a\r\nb\x00.csv", "中-mrr.csv"])
