@@ -47,8 +47,9 @@ async def test_debug_logs_of_storing_and_deriving_an_event_hold_no_email_or_name
         )
         assert read.status_code in (200, 404), read.text
     logged = captured.getvalue()
-    # Debug logging was on and reached the SQL layer: the statements are there...
-    assert "webhook_stored" in logged and "INSERT INTO ledger_events" in logged
+    # Debug logging was on and reached the SQL layer: the statement that stores the
+    # customer's email and name is there...
+    assert "webhook_stored" in logged and "INSERT INTO customers" in logged
     # ...but not what they carried.
     assert EMAIL not in logged and "ada.lovelace" not in logged
     assert NAME not in logged and "Quillfeather" not in logged
