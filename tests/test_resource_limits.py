@@ -286,7 +286,7 @@ async def test_unfinished_bodies_are_cut_and_their_memory_released(
     print(f"RSS {before >> 20} MiB, {held >> 20} MiB held, {after >> 20} MiB after")
     assert seen == {"408": UNFINISHED_BODIES}
     assert held - before > 100 << 20  # the attack did take memory...
-    assert after - before < 64 << 20  # ...and it was given back
+    assert after - before < 20 << 20  # ...and it was given back
 
 
 # --- Stopping serve ---------------------------------------------------------------------
