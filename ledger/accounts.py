@@ -32,7 +32,7 @@ from ledger.settings import (
     mode_of_key,
 )
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def is_account_name(name: str) -> bool:
@@ -131,7 +131,7 @@ async def add_account(
 ) -> Account:
     """Store an account, its key and secrets encrypted; raises ConfigError saying what is
     wrong (a publishable key, a placeholder secret, a name in use) and stores nothing."""
-    if not _NAME.match(name):
+    if not is_account_name(name):
         raise ConfigError(
             f"account name {name!r} must be lowercase letters, digits, - or _ (it becomes "
             "part of the webhook URL)"

@@ -282,3 +282,16 @@ async def test_figures_of_a_test_mode_account_are_labelled(
     assert json.loads(out)["mode"] == "test"
     code, table, _ = await cli(database, "metrics", "--period", "2025-01", "--account", "staging")
     assert "TEST MODE" in table
+
+
+@pytest.mark.parametrize("name", ["shop\n", "Shop", "_shop", "sh op", ""])
+async def test_an_account_name_that_cannot_be_part_of_a_url_is_refused_and_nothing_stored(
+    database: TestDatabase, engine: AsyncEngine, name: str
+) -> None:
+    code, _, err = await cli(
+        database, "accounts", "add", name, "--mode", "test", "--webhook-secret", OTHER_SECRET
+    )
+    assert code == 2
+    assert "must be lowercase letters" in err
+    async with engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(accounts)) == 0
