@@ -11,16 +11,26 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, Select, func, select, text, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger import pg_append
 from ledger.engine import APPEND_LOCK_KEY, dialect_insert, is_postgres, write_transaction
 from ledger.envelope import NewEvent, Source
 from ledger.errors import LedgerUnavailable
 from ledger.schema import UTCDateTime, ledger_conflicts, ledger_events
 
 _AS_UTC = UTCDateTime()
+
+
+class AppendPath(StrEnum):
+    """How a batch is stored. Both give the same rows and results (the contract suite runs
+    each); UNNEST is the default on PostgreSQL, CORE the only one on SQLite."""
+
+    CORE = "core"  # SQLAlchemy Core: the obvious path, and the reference
+    UNNEST = "unnest"  # PostgreSQL: one prepared asyncpg statement per batch (pg_append)
 
 
 class Outcome(StrEnum):
@@ -93,8 +103,13 @@ def row_to_event(row: Row[Any]) -> StoredEvent:
 class EventLog:
     """The append-only log over one engine. Database errors surface as LedgerUnavailable."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, path: AppendPath | None = None) -> None:
         self.engine = engine
+        if path is None:
+            path = AppendPath.UNNEST if is_postgres(engine) else AppendPath.CORE
+        if path is AppendPath.UNNEST and not is_postgres(engine):
+            raise ValueError("the unnest append path needs PostgreSQL")
+        self.path = path
 
     async def append(self, events: Sequence[NewEvent]) -> list[AppendResult]:
         """Store a batch in one transaction; one result per input, in input order.
@@ -105,9 +120,11 @@ class EventLog:
         if not events:
             return []
         try:
+            if self.path is AppendPath.UNNEST:
+                return await self._append_unnest(events)
             async with write_transaction(self.engine) as conn:
                 return await self._append(conn, events)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise LedgerUnavailable(f"the ledger did not commit: {type(exc).__name__}") from exc
         except OSError as exc:
             raise LedgerUnavailable(f"the ledger is unreachable: {type(exc).__name__}") from exc
@@ -123,32 +140,44 @@ class EventLog:
             # it has a single writer (write_transaction takes its lock up front).
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
         now = datetime.now(UTC)
-        first: dict[tuple[str, str], NewEvent] = {}
-        for event in events:
-            first.setdefault((event.account, event.event_id), event)
+        first = _first_of_each(events)
         stored = await self._insert_new(conn, list(first.values()), now)
         existing = await self._positions_and_hashes(
             conn, [key for key in first if key not in stored]
         )
-        results: list[AppendResult] = []
-        reported_stored: set[tuple[str, str]] = set()
-        conflicts: list[dict[str, Any]] = []
-        for event in events:
-            key = (event.account, event.event_id)
-            if key in stored:
-                position, original_hash = stored[key], first[key].content_hash
-                outcome = Outcome.DUPLICATE if key in reported_stored else Outcome.STORED
-                reported_stored.add(key)
-            else:
-                position, original_hash = existing[key]
-                outcome = Outcome.DUPLICATE
-            if event.content_hash != original_hash:
-                outcome = Outcome.CONFLICT
-                conflicts.append(_conflict_row(event, position, now))
-            results.append(AppendResult(outcome, position))
+        results, conflicts = _outcomes(events, first, stored, existing, now)
         if conflicts:
             insert = dialect_insert(conn, ledger_conflicts)
             await conn.execute(insert.values(conflicts).on_conflict_do_nothing())
+        return results
+
+    async def _append_unnest(self, events: Sequence[NewEvent]) -> list[AppendResult]:
+        """_append on asyncpg itself: the lock, one statement for the batch (pg_append),
+        one more only if a conflict is to be kept, in one transaction. The connection comes
+        from the engine's pool; one that failed is dropped from it, not reused."""
+        now = datetime.now(UTC)
+        first = _first_of_each(events)
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            try:
+                async with driver.transaction():
+                    # Positions visible in commit order: see _append.
+                    await driver.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+                    rows = await driver.fetch(
+                        pg_append.INSERT_EVENTS, *pg_append.event_columns(list(first.values()), now)
+                    )
+                    stored, existing = pg_append.split_rows(rows)
+                    if len(stored) + len(existing) != len(first):
+                        raise LedgerUnavailable("the ledger did not account for every event")
+                    results, conflicts = _outcomes(events, first, stored, existing, now)
+                    if conflicts:
+                        await driver.execute(
+                            pg_append.INSERT_CONFLICTS, *pg_append.conflict_columns(conflicts)
+                        )
+            except BaseException:
+                await conn.invalidate()
+                raise
         return results
 
     async def _insert_new(
@@ -273,6 +302,42 @@ def of_customers(account: str, customer_ids: Sequence[str]) -> Select[Any]:
         .where(t.account == account, t.customer_id.in_(customer_ids))
         .order_by(t.customer_id, t.position)
     )
+
+
+def _first_of_each(events: Sequence[NewEvent]) -> dict[tuple[str, str], NewEvent]:
+    """The batch without repeats: the first delivery of each (account, event id)."""
+    first: dict[tuple[str, str], NewEvent] = {}
+    for event in events:
+        first.setdefault((event.account, event.event_id), event)
+    return first
+
+
+def _outcomes(
+    events: Sequence[NewEvent],
+    first: dict[tuple[str, str], NewEvent],
+    stored: dict[tuple[str, str], int],
+    existing: dict[tuple[str, str], tuple[int, str]],
+    now: datetime,
+) -> tuple[list[AppendResult], list[dict[str, Any]]]:
+    """One result per input, in input order, and the conflicts to keep aside, from what
+    the insert stored (key -> position) and what was there before (key -> position, hash)."""
+    results: list[AppendResult] = []
+    reported_stored: set[tuple[str, str]] = set()
+    conflicts: list[dict[str, Any]] = []
+    for event in events:
+        key = (event.account, event.event_id)
+        if key in stored:
+            position, original_hash = stored[key], first[key].content_hash
+            outcome = Outcome.DUPLICATE if key in reported_stored else Outcome.STORED
+            reported_stored.add(key)
+        else:
+            position, original_hash = existing[key]
+            outcome = Outcome.DUPLICATE
+        if event.content_hash != original_hash:
+            outcome = Outcome.CONFLICT
+            conflicts.append(_conflict_row(event, position, now))
+        results.append(AppendResult(outcome, position))
+    return results, conflicts
 
 
 def _event_row(event: NewEvent, received_at: datetime) -> dict[str, Any]:

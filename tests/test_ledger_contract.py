@@ -1,18 +1,32 @@
-"""The event log's contract, identical on SQLite and PostgreSQL."""
+"""The event log's contract, identical on SQLite and PostgreSQL, and for each way of
+appending (AppendPath): SQLAlchemy Core on both engines, PostgreSQL's unnest statement."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.engine import create_engine
 from ledger.envelope import NewEvent, Source, parse_event
-from ledger.event_log import EventLog, Outcome
+from ledger.event_log import AppendPath, EventLog, Outcome
+from ledger.migrate import upgrade
+from tests.support.databases import PostgresRun, TestDatabase, sqlite_database
 from tests.support.signing import encode, fresh_id
 from tests.support.stripe_fixtures import event_2020
+
+
+@pytest.fixture(params=list(AppendPath))
+def event_log(request: pytest.FixtureRequest, engine: AsyncEngine) -> EventLog:
+    """Every contract test below runs once per append path the engine has."""
+    if request.param is AppendPath.UNNEST and engine.dialect.name != "postgresql":
+        pytest.skip("the unnest append path is PostgreSQL's")
+    return EventLog(engine, path=request.param)
 
 
 def new_event(name: str = "invoice_paid", account: str = "default", **changes: object) -> NewEvent:
@@ -216,3 +230,93 @@ async def test_a_tailing_reader_never_skips_a_row_that_commits_late(event_log: E
     everything = [e.position for e in await event_log.read_after(0, limit=10_000)]
     assert len(everything) == writers * per_writer * 2
     assert seen == everything
+
+
+def _random_batches(seed: int) -> list[list[NewEvent]]:
+    """Batches drawn from a small pool of deliveries, so that ids repeat within a batch and
+    across batches, with the same content (duplicates), with pending_webhooks changed
+    (still duplicates) and with other content (conflicts), in two accounts and both sources."""
+    rng = random.Random(seed)
+    names = ("invoice_paid", "charge_succeeded", "subscription_created", "customer_updated")
+    pool: list[NewEvent] = []
+    for n in range(12):
+        document = event_2020(rng.choice(names))
+        document["id"] = f"evt_contract{seed:03d}x{n:03d}"
+        for variant in range(3):
+            changed = dict(document)
+            if variant == 1:
+                changed["pending_webhooks"] = rng.randrange(1, 9)
+            if variant == 2:
+                changed["created"] = document["created"] + 1  # other content: a conflict
+            for account in ("default", "staging"):
+                source = rng.choice(list(Source))
+                pool.append(parse_event(encode(changed), account=account, source=source))
+    return [
+        [rng.choice(pool) for _ in range(rng.randrange(1, 25))] for _ in range(rng.randrange(5, 15))
+    ]
+
+
+async def _append_all(
+    database: TestDatabase, path: AppendPath, batches: list[list[NewEvent]]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    engine = create_engine(database.url, schema=database.schema)
+    try:
+        await upgrade(engine)
+        log = EventLog(engine, path=path)
+        results = [[(r.outcome, r.position) for r in await log.append(b)] for b in batches]
+        async with engine.connect() as conn:
+            events = (
+                await conn.execute(
+                    text(
+                        "SELECT position, account, event_id, type, object_type, object_id, "
+                        "customer_id, livemode, api_version, created, source, content_hash, "
+                        "payload FROM ledger_events ORDER BY position"
+                    )
+                )
+            ).all()
+            conflicts = (
+                await conn.execute(
+                    text(
+                        "SELECT id, account, event_id, original_position, source, "
+                        "content_hash, payload FROM ledger_conflicts ORDER BY id"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    # SQLite hands timestamps back as text; compare them as the event log reads them.
+    return (
+        results,
+        [(*row[:9], str(row[9])[:19], *row[10:]) for row in events],
+        [tuple(row) for row in conflicts],
+    )
+
+
+def _ranked(appended: tuple[list[Any], list[Any], list[Any]]) -> tuple[Any, ...]:
+    """Positions and conflict ids replaced by their rank: PostgreSQL's sequences also spend
+    a number on a row ON CONFLICT skips, so they have gaps where SQLite's have none."""
+    results, events, conflicts = appended
+    rank = {row[0]: n for n, row in enumerate(events, 1)}
+    return (
+        [[(outcome, rank[p]) for outcome, p in batch] for batch in results],
+        [(rank[row[0]], *row[1:]) for row in events],
+        [(n, *row[1:3], rank[row[3]], *row[4:]) for n, row in enumerate(conflicts, 1)],
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_every_append_path_stores_the_same_rows_and_answers_the_same(
+    seed: int, tmp_path: Any, postgres_run: PostgresRun | None
+) -> None:
+    """The same random batches through SQLAlchemy Core on SQLite and on PostgreSQL and
+    through PostgreSQL's unnest statement give the same results, rows and kept conflicts."""
+    if postgres_run is None:
+        pytest.skip("LEDGER_TEST_ENGINES leaves PostgreSQL out")
+    batches = _random_batches(seed)
+    reference = await _append_all(sqlite_database(tmp_path), AppendPath.CORE, batches)
+    core = await _append_all(await postgres_run.new_schema(), AppendPath.CORE, batches)
+    unnest = await _append_all(await postgres_run.new_schema(), AppendPath.UNNEST, batches)
+    assert unnest == core
+    assert _ranked(core) == _ranked(reference)
+    outcomes = {outcome for batch in reference[0] for outcome, _ in batch}
+    assert outcomes == set(Outcome)  # the batches exercised every outcome
