@@ -1,7 +1,9 @@
-"""Paging through a Stripe list, newest first, resumable from any object id."""
+"""Paging through a Stripe list, newest first, resumable from any object id; and reading one
+page ahead, so the next request is in flight while the last page is being stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,29 @@ async def pages(
         yield Page(objects, cursor, has_more)
         if not has_more:
             return
+
+
+async def ahead(source: AsyncIterator[Page]) -> AsyncIterator[Page]:
+    """The pages of `source` in order, the next one fetched while the caller works on the
+    last. Stopping early (an error, a crash) drops the page in flight: it was never stored,
+    so a resumed run asks for it again."""
+    pending: asyncio.Task[Page] = asyncio.ensure_future(anext(source))
+    try:
+        while True:
+            try:
+                page = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(source))
+            yield page
+    finally:
+        pending.cancel()
+        await asyncio.wait([pending])  # our own cancellation still propagates from here
+        if not pending.cancelled():
+            pending.exception()  # retrieved: a failure of a page nobody asked for is moot
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def all_objects(api: StripeApi, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

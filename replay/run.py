@@ -10,8 +10,9 @@ creation date, so a payment made long after the invoice was created is found.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +27,14 @@ from ledger.schema import invoices
 from projections.runner import ProjectionRunner
 from replay.checkpoints import Checkpoint, Checkpoints
 from replay.client import StripeApi, StripeNotFound, StripeRefused, StripeUnavailable
-from replay.pages import all_objects, pages
+from replay.pages import ahead, all_objects, pages
 from replay.snapshots import changed_records
 
 EVENT_RETENTION = timedelta(days=30)
+# Open invoices revisited at once: enough to keep the rate limit busy while one waits for
+# its answers, few enough that an error stops the rest soon.
+REVISITS_AT_ONCE = 8
+CHECKPOINT_EVERY = 1.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ class ReplayReport:
     retried: int = 0
     seconds: float = 0.0
     fetch_seconds: float = 0.0  # listing and storing (what Stripe's rate limit bounds)
+    fetch_requests: int = 0  # the requests made while listing
     catch_up_seconds: float = 0.0  # the projections deriving what was stored
 
     @property
@@ -125,23 +131,20 @@ class Replay:
         started = time.monotonic()
         checkpoints = await self._checkpoints.load([r.name for r in RESOURCES])
         report = ReplayReport({r.name: ResourceReport() for r in RESOURCES})
-        for resource in RESOURCES:
-            checkpoint, resource_report = (
-                checkpoints[resource.name],
-                report.resources[resource.name],
-            )
-            resource_report.fetched, resource_report.appended = (
-                checkpoint.fetched,
-                checkpoint.appended,
-            )
-            if checkpoint.done:
-                resource_report.progress = 1.0
-                continue
-            try:
-                await self._fetch(resource, checkpoint, resource_report)
-            except (StripeUnavailable, StripeRefused) as exc:
-                resource_report.error = str(exc)
+        # Every object resource is listed at once, under the one pacer: each has its own
+        # cursor and checkpoint, so they do not wait for each other, and the limit stays
+        # busy. Stripe's events come after them, as before: whether a snapshot is new must
+        # not depend on which list happened to be stored first.
+        objects = [r for r in RESOURCES if r.name != "events"]
+        await _all_at_once(
+            self._resource(r, checkpoints[r.name], report.resources[r.name]) for r in objects
+        )
+        events = [r for r in RESOURCES if r.name == "events"]
+        await _all_at_once(
+            self._resource(r, checkpoints[r.name], report.resources[r.name]) for r in events
+        )
         report.fetch_seconds = time.monotonic() - started
+        report.fetch_requests = self.api.stats.requests
         try:
             await self._revisit_open_invoices(report)
         except (StripeUnavailable, StripeRefused) as exc:
@@ -157,6 +160,18 @@ class Replay:
         )
         report.seconds = time.monotonic() - started
         return report
+
+    async def _resource(
+        self, resource: Resource, checkpoint: Checkpoint, report: ResourceReport
+    ) -> None:
+        report.fetched, report.appended = checkpoint.fetched, checkpoint.appended
+        if checkpoint.done:
+            report.progress = 1.0
+            return
+        try:
+            await self._fetch(resource, checkpoint, report)
+        except (StripeUnavailable, StripeRefused) as exc:
+            report.error = str(exc)
 
     def _window(self, resource: Resource) -> tuple[datetime, datetime] | None:
         if resource.name != "events":
@@ -177,7 +192,9 @@ class Replay:
             **resource.params,
             "created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())},
         }
-        async for page in pages(self.api, resource.path, params, starting_after=checkpoint.cursor):
+        listed = pages(self.api, resource.path, params, starting_after=checkpoint.cursor)
+        saved = time.monotonic()
+        async for page in ahead(listed):
             records = await self._records(resource, page.objects)
             # One transaction per page, then the checkpoint: a crash between the two makes
             # the resumed run fetch the page again and find nothing new in it.
@@ -186,7 +203,12 @@ class Replay:
             checkpoint.fetched += len(page.objects)
             checkpoint.appended += stored
             checkpoint.done = not page.has_more
-            await self._checkpoints.save(checkpoint)
+            # Saved at most once a second: its own write transaction after every page cost
+            # SQLite a commit per page; a crash in between only means the resumed run asks
+            # for those pages again and finds nothing new in them.
+            if checkpoint.done or time.monotonic() - saved >= CHECKPOINT_EVERY:
+                await self._checkpoints.save(checkpoint)
+                saved = time.monotonic()
             report.fetched, report.appended = checkpoint.fetched, checkpoint.appended
             if page.objects:
                 oldest = datetime.fromtimestamp(page.objects[-1]["created"], UTC)
@@ -236,27 +258,38 @@ class Replay:
                     )
                 )
             ).all()
-        for row in rows:
-            report.late_invoices_checked += 1
-            fetched: list[dict[str, Any]] = []
-            try:
-                invoice = await self.api.get(f"/v1/invoices/{row.invoice_id}")
-                fetched.append(await self._with_all_lines(invoice))
-                if row.subscription_id:
-                    fetched.append(await self.api.get(f"/v1/subscriptions/{row.subscription_id}"))
-                if invoice.get("status") == "paid":
-                    fetched.extend(await self._payment_of(invoice))
-            except StripeNotFound:
-                continue  # a deleted draft: nothing to revisit
-            records = await changed_records(
-                self.engine,
-                self.account,
-                fetched,
-                fetched_at=self._now(),
-                api_version=self.api.api_version,
-                livemode=self.livemode,
-            )
-            report.late_invoices_changed += await self._append(records)
+        queue = list(rows)
+
+        async def revisit_some() -> None:
+            while queue:
+                row = queue.pop(0)
+                await self._revisit(row.invoice_id, row.subscription_id, report)
+
+        await _all_at_once(revisit_some() for _ in range(min(REVISITS_AT_ONCE, len(queue))))
+
+    async def _revisit(
+        self, invoice_id: str, subscription_id: str | None, report: ReplayReport
+    ) -> None:
+        report.late_invoices_checked += 1
+        fetched: list[dict[str, Any]] = []
+        try:
+            invoice = await self.api.get(f"/v1/invoices/{invoice_id}")
+            fetched.append(await self._with_all_lines(invoice))
+            if subscription_id:
+                fetched.append(await self.api.get(f"/v1/subscriptions/{subscription_id}"))
+            if invoice.get("status") == "paid":
+                fetched.extend(await self._payment_of(invoice))
+        except StripeNotFound:
+            return  # a deleted draft: nothing to revisit
+        records = await changed_records(
+            self.engine,
+            self.account,
+            fetched,
+            fetched_at=self._now(),
+            api_version=self.api.api_version,
+            livemode=self.livemode,
+        )
+        report.late_invoices_changed += await self._append(records)
 
     async def _payment_of(self, invoice: dict[str, Any]) -> list[dict[str, Any]]:
         """The cash behind a paid invoice: its invoice payments (API 2025-03-31 on), its
@@ -295,3 +328,18 @@ class Replay:
         """Append, and count what was new (Stripe's events may be duplicates here)."""
         results = await self.log.append(records)
         return sum(1 for r in results if r.outcome is Outcome.STORED)
+
+
+async def _all_at_once(jobs: Iterable[Awaitable[None]]) -> None:
+    """Run the jobs concurrently; the first to fail stops the others and is raised as
+    itself (a crash mid-run leaves each resource at its last saved checkpoint)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(_awaited(job))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
+async def _awaited(job: Awaitable[None]) -> None:
+    await job

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,11 +20,13 @@ from ledger.schema import CASH_READ_MODELS, ledger_events
 from projections import metrics
 from projections.account_config import load_config
 from projections.as_reported import as_reported
+from projections.customer_facts import STATUS_RANK
 from projections.fx import load_rates
 from projections.metrics import customers_at
 from projections.runner import ProjectionRunner
 from replay.client import StripeApi
 from replay.run import Replay, ReplayReport, ResourceReport
+from replay.snapshots import _state, changed_records, snapshot_record
 from simulator.life import end_of, simulated_account
 from simulator.stripe_account import BASIL, Item, StripeAccount
 from tests.support.cli_runner import invoke
@@ -272,3 +276,81 @@ def test_replay_report_adds_up() -> None:
     report = ReplayReport({"a": ResourceReport(3, 2), "b": ResourceReport(4, 1)})
     report.late_invoices_changed = 1
     assert (report.fetched, report.appended, report.complete) == (7, 4, True)
+
+
+async def slowly_changed(
+    engine: AsyncEngine, objects: list[dict[str, Any]], *, fetched_at: datetime
+) -> set[str]:
+    """The obvious rule, as replay decided it before: re-read every event of each object,
+    take the newest in business order, compare as the projections read it."""
+    ids = [str(o["id"]) for o in objects]
+    e = ledger_events.c
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(e.object_id, e.created, e.event_id, e.payload).where(
+                    e.account == ACCOUNT, e.object_id.in_(ids)
+                )
+            )
+        ).all()
+    best: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for row in rows:
+        obj = orjson.loads(row.payload)["data"]["object"]
+        key = (row.created, STATUS_RANK.get(str(obj.get("status")), 0), row.event_id)
+        if row.object_id not in best or key > best[row.object_id][0]:
+            best[row.object_id] = (key, obj)
+    records = [
+        snapshot_record(ACCOUNT, o, fetched_at=fetched_at, api_version="x", livemode=False)
+        for o in objects
+        if o["id"] not in best or _state(best[o["id"]][1]) != _state(o)
+    ]
+    async with engine.connect() as conn:
+        stored = set(
+            (
+                await conn.scalars(
+                    select(e.event_id).where(e.event_id.in_([r.event_id for r in records]))
+                )
+            ).all()
+        )
+    return {r.event_id for r in records} - stored  # what appending them would store
+
+
+async def test_deciding_what_changed_from_ids_and_newest_rows_equals_rereading_every_payload(
+    engine: AsyncEngine, event_log: EventLog, account: StripeAccount
+) -> None:
+    # Half the history arrived by webhook, then a first replay stored some snapshots: the
+    # ledger holds objects never seen, seen in an older state, seen in this very state.
+    events = scenario_events(
+        Scenario("half", account.layout, account.events[: len(account.events) // 2], [], {})
+    )
+    await event_log.append(events)
+    dataset = Dataset.from_account(account, now=NOW)
+    objects = [
+        dict(o)
+        for resource in ("customers", "subscriptions", "invoices", "charges", "invoice_payments")
+        for o in (dataset.get(i) for i in dataset.ids(resource))
+        if o is not None
+    ]
+    rng = random.Random(5)
+    await event_log.append(
+        [
+            snapshot_record(ACCOUNT, o, fetched_at=NOW, api_version="x", livemode=False)
+            for o in rng.sample(objects, len(objects) // 3)
+        ]
+    )
+    # Some objects changed since, some in what the projections read, some not.
+    fetched = [
+        {**o, "metadata": {"n": str(rng.random())}}
+        if rng.random() < 0.2
+        else {**o, "status": "void"}
+        if rng.random() < 0.1 and o.get("object") == "invoice"
+        else o
+        for o in objects
+    ]
+    later = NOW + timedelta(hours=1)
+    for start in range(0, len(fetched), 100):
+        page = fetched[start : start + 100]
+        fast = await changed_records(
+            engine, ACCOUNT, page, fetched_at=later, api_version="x", livemode=False
+        )
+        assert {r.event_id for r in fast} == await slowly_changed(engine, page, fetched_at=later)
