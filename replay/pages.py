@@ -51,24 +51,29 @@ async def pages(
             return
 
 
-async def ahead(source: AsyncIterator[Page]) -> AsyncIterator[Page]:
-    """The pages of `source` in order, the next one fetched while the caller works on the
-    last. Stopping early (an error, a crash) drops the page in flight: it was never stored,
-    so a resumed run asks for it again."""
-    pending: asyncio.Task[Page] = asyncio.ensure_future(anext(source))
+async def ahead(source: AsyncIterator[Page], depth: int = 1) -> AsyncIterator[Page]:
+    """The pages of `source` in order, up to `depth` of them fetched while the caller works
+    on the last (memory stays bounded). Stopping early (an error, a crash) drops the pages
+    fetched ahead: they were never stored, so a resumed run asks for them again."""
+    queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=depth)
+
+    async def fetch() -> None:
+        try:
+            async for page in source:
+                await queue.put(page)
+            await queue.put(None)
+        except Exception as exc:  # handed to the caller, in order
+            await queue.put(exc)
+
+    fetching = asyncio.ensure_future(fetch())
     try:
-        while True:
-            try:
-                page = await pending
-            except StopAsyncIteration:
-                return
-            pending = asyncio.ensure_future(anext(source))
-            yield page
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        pending.cancel()
-        await asyncio.wait([pending])  # our own cancellation still propagates from here
-        if not pending.cancelled():
-            pending.exception()  # retrieved: a failure of a page nobody asked for is moot
+        fetching.cancel()
+        await asyncio.wait([fetching])  # our own cancellation still propagates from here
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()

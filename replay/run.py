@@ -35,6 +35,9 @@ EVENT_RETENTION = timedelta(days=30)
 # its answers, few enough that an error stops the rest soon.
 REVISITS_AT_ONCE = 8
 CHECKPOINT_EVERY = 1.0  # seconds
+# Stripe's events fetched while the objects are stored, before they may be stored: about
+# 30 MB at most, for a list whose 30 days can be thousands of pages.
+PAGES_AHEAD_WHILE_WAITING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +136,30 @@ class Replay:
         report = ReplayReport({r.name: ResourceReport() for r in RESOURCES})
         # Every object resource is listed at once, under the one pacer: each has its own
         # cursor and checkpoint, so they do not wait for each other, and the limit stays
-        # busy. Stripe's events come after them, as before: whether a snapshot is new must
-        # not depend on which list happened to be stored first.
+        # busy. Stripe's events are stored after them, as before (whether a snapshot is new
+        # must not depend on which list happened to be stored first), but fetched from the
+        # start, a bounded number of pages ahead, with what the limit has to spare.
         objects = [r for r in RESOURCES if r.name != "events"]
-        await _all_at_once(
-            self._resource(r, checkpoints[r.name], report.resources[r.name]) for r in objects
-        )
+        stored = asyncio.Event()
+
+        async def objects_then_events_may_store() -> None:
+            try:
+                await _all_at_once(
+                    self._resource(r, checkpoints[r.name], report.resources[r.name])
+                    for r in objects
+                )
+            finally:
+                stored.set()
+
         events = [r for r in RESOURCES if r.name == "events"]
         await _all_at_once(
-            self._resource(r, checkpoints[r.name], report.resources[r.name]) for r in events
+            [
+                objects_then_events_may_store(),
+                *(
+                    self._resource(r, checkpoints[r.name], report.resources[r.name], after=stored)
+                    for r in events
+                ),
+            ]
         )
         report.fetch_seconds = time.monotonic() - started
         report.fetch_requests = self.api.stats.requests
@@ -162,14 +180,19 @@ class Replay:
         return report
 
     async def _resource(
-        self, resource: Resource, checkpoint: Checkpoint, report: ResourceReport
+        self,
+        resource: Resource,
+        checkpoint: Checkpoint,
+        report: ResourceReport,
+        *,
+        after: asyncio.Event | None = None,
     ) -> None:
         report.fetched, report.appended = checkpoint.fetched, checkpoint.appended
         if checkpoint.done:
             report.progress = 1.0
             return
         try:
-            await self._fetch(resource, checkpoint, report)
+            await self._fetch(resource, checkpoint, report, after=after)
         except (StripeUnavailable, StripeRefused) as exc:
             report.error = str(exc)
 
@@ -180,7 +203,12 @@ class Replay:
         return (start, self.until) if start < self.until else None
 
     async def _fetch(
-        self, resource: Resource, checkpoint: Checkpoint, report: ResourceReport
+        self,
+        resource: Resource,
+        checkpoint: Checkpoint,
+        report: ResourceReport,
+        *,
+        after: asyncio.Event | None = None,
     ) -> None:
         window = self._window(resource)
         if window is None:  # entirely older than Stripe keeps events
@@ -194,7 +222,9 @@ class Replay:
         }
         listed = pages(self.api, resource.path, params, starting_after=checkpoint.cursor)
         saved = time.monotonic()
-        async for page in ahead(listed):
+        async for page in ahead(listed, 1 if after is None else PAGES_AHEAD_WHILE_WAITING):
+            if after is not None:
+                await after.wait()
             records = await self._records(resource, page.objects)
             # One transaction per page, then the checkpoint: a crash between the two makes
             # the resumed run fetch the page again and find nothing new in it.
