@@ -80,7 +80,11 @@ def serve(
         os.environ["LEDGER_RECONCILE"] = reconcile  # read by each worker process
     settings = load_cli_settings()
     configure_logging(settings.log_level)
-    unusable = migrate_if_possible(settings)
+    try:
+        unusable = migrate_if_possible(settings)
+    except ConfigError as exc:
+        errors.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
     warn_when_privileged(settings)
 
     async def configured(engine: AsyncEngine) -> dict[str, Account]:

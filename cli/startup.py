@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import asyncio
 
-from ledger.engine import engine_from_settings
+from sqlalchemy.exc import ArgumentError
+
+from ledger.engine import engine_from_settings, normalise_url
 from ledger.migrate import upgrade
 from ledger.readiness import describe
-from ledger.settings import Settings
+from ledger.settings import ConfigError, Settings
 
 
 def migrate_if_possible(settings: Settings) -> str | None:
-    """None once the schema is current; else why the database cannot be used now."""
+    """None once the schema is current; else why the database cannot be used now. A URL
+    that names no database we can use is a ConfigError: no retry would help."""
+    try:
+        normalise_url(settings.database_url)
+    except (ValueError, ArgumentError) as exc:  # their messages quote no password
+        reason = str(exc)
+        named = reason if "LEDGER_DATABASE_URL" in reason else f"LEDGER_DATABASE_URL: {reason}"
+        raise ConfigError(named) from None
 
     async def work() -> None:
         engine = engine_from_settings(settings)
