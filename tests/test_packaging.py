@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import ServerProcess, free_port, wait_until_healthy
+from tests.support.processes import free_port, start_command
 from tests.support.signing import SECRET, encode, fresh_id, signed
 from tests.support.stripe_fixtures import event_2020
 
@@ -206,19 +206,10 @@ def test_the_package_built_as_the_dockerfile_builds_it_serves_webhooks(
         "STRIPE_WEBHOOK_SECRET": SECRET,
     }
     port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("a") as log:
-        process = subprocess.Popen(
-            [str(installed), "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    server = start_command(
+        [str(installed), "serve", "--port", str(port)], env, tmp_path, port, log_name="serve"
+    )
     try:
-        wait_until_healthy(process, server.base, log_path, "the installed package's serve")
         body = encode(fresh_id(event_2020("invoice_paid")))
         response = httpx.post(f"{server.base}/webhooks/stripe", content=body, headers=signed(body))
         assert response.status_code == 200, response.text

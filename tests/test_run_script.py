@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.support.processes import ServerProcess, free_port, wait_until_healthy
+from tests.support.processes import ServerProcess, free_port, start_command
 from tests.support.signing import encode, fresh_id, signed
 from tests.support.stripe_fixtures import event_2020
 
@@ -29,23 +28,7 @@ def checkout(tmp_path: Path) -> Path:
 def run_script(root: Path, port: int) -> ServerProcess:
     # No Stripe CLI on this PATH: the script generates the secret itself.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "PORT": str(port)}
-    log_path = root / "run.log"
-    with log_path.open("a") as log:
-        process = subprocess.Popen(
-            [str(root / "scripts" / "run")],
-            env=env,
-            cwd=root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_until_healthy(process, server.base, log_path, "scripts/run")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_command([str(root / "scripts" / "run")], env, root, port, log_name="run")
 
 
 def delivery(livemode: bool, secret: str) -> tuple[bytes, dict[str, str]]:

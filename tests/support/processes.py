@@ -100,15 +100,20 @@ def start_server(
     """`stripe-ledger serve` on `port` (a free one by default), once it is healthy. Its
     output is appended to `cwd`/`log_name`.log, so a restart keeps the earlier lines."""
     port = port or free_port()
+    return start_command(
+        [COMMAND, "serve", "--port", str(port), *extra], env, cwd, port, log_name=log_name
+    )
+
+
+def start_command(
+    argv: list[str], env: dict[str, str], cwd: Path, port: int, *, log_name: str
+) -> ServerProcess:
+    """Any command that serves on `port` (an installed package's `serve`, `scripts/run`),
+    in a session of its own, once it is healthy; output appended to `cwd`/`log_name`.log."""
     log_path = cwd / f"{log_name}.log"
     with log_path.open("a") as log:
         process = subprocess.Popen(
-            [COMMAND, "serve", "--port", str(port), *extra],
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
